@@ -1,0 +1,39 @@
+"""Problems found in user input, each pinned to a file, a row and a field."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an input: where it is and what is wrong.
+
+    ``row`` is the 1-based data row (header excluded) for tables, ``None`` for a whole-file or
+    whole-column problem; ``field`` is the column (or YAML key path), ``None`` when not tied to one.
+    """
+
+    file: str
+    row: int | None
+    field: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.row is not None:
+            where += f", row {self.row}"
+        if self.field is not None:
+            where += f", field '{self.field}'"
+        return f"{where}: {self.message}"
+
+
+class DataError(ValueError):
+    """Raised when input fails validation; carries every problem found, not just the first."""
+
+    def __init__(self, problems: list[Problem], max_shown: int = 20) -> None:
+        self.problems = list(problems)
+        shown = "\n".join(f"  - {p}" for p in self.problems[:max_shown])
+        more = len(self.problems) - max_shown
+        if more > 0:
+            shown += f"\n  ... and {more} more"
+        super().__init__(f"{len(self.problems)} problem(s) in input:\n{shown}")
