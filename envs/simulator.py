@@ -1,0 +1,171 @@
+"""The simulator both environment views share: new customers with a history, then decision steps.
+
+One decision step covers ``decision_interval_days`` days: the chosen action is applied on the
+first day, nothing is sent on the others, and the day's margins are summed with the objective's
+weights. Money components are kept separately so evaluation can report short-term revenue and CLV
+whatever ``lam`` the policy was trained with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from offerpilot.catalog import OfferCatalog, default_catalog
+from offerpilot.envs.history import AcquisitionRecorder, DayRecorder, simulate_lives
+from offerpilot.envs.masks import action_mask
+from offerpilot.envs.objective import ObjectiveConfig
+from offerpilot.envs.observers import Observer, make_observer
+from offerpilot.envs.population import (
+    F32,
+    CustomerState,
+    CustomerTraits,
+    DayKernel,
+    PopulationParams,
+    sample_traits,
+)
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    """Everything that defines a simulated business."""
+
+    population: PopulationParams = field(default_factory=PopulationParams)
+    """Customer behaviour (defaults: the CDNOW-calibrated shape)."""
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    """Margin, horizon and the short-term / lifetime trade-off ``lam``."""
+    catalog: OfferCatalog = field(default_factory=default_catalog)
+    """The actions and their costs, eligibility and caps."""
+    decision_interval_days: int = 7
+    """Days between two decisions for a customer."""
+    history_days: int = 365
+    """Customers' tenure when decisions begin is uniform on [1, history_days] days."""
+    observer: str = "raw"
+    """What the policy sees: ``raw`` features, or ``latent`` (the oracle's privileged view)."""
+
+    def __post_init__(self) -> None:
+        if self.decision_interval_days < 1:
+            raise ValueError("decision_interval_days must be >= 1")
+        if self.history_days < 1:
+            raise ValueError("history_days must be >= 1")
+
+    @property
+    def n_decisions(self) -> int:
+        """Decision steps in one customer's decision period."""
+        return -(-self.objective.horizon_days // self.decision_interval_days)
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """Per-customer totals over one decision step. Shapes ``(n,)``, float32 money."""
+
+    reward: np.ndarray
+    margin_short: np.ndarray  # margin of days t < W (undiscounted)
+    margin_clv: np.ndarray  # sum of gamma**t * margin over days t < H
+    revenue: np.ndarray  # money paid by the customers
+    discount: np.ndarray
+    send_cost: np.ndarray
+    purchases: np.ndarray  # int16
+    sent: np.ndarray  # bool
+    action: np.ndarray  # int8: the action applied (illegal ones became 'none')
+    unsubscribed: np.ndarray  # bool
+    churned: np.ndarray  # bool: dropped out during the step (latent)
+
+
+class PopulationSimulator:
+    """Creates customers and advances them decision by decision; vectorised over customers."""
+
+    def __init__(self, config: SimulatorConfig | None = None) -> None:
+        self.config = config or SimulatorConfig()
+        self.kernel = DayKernel(self.config.population, self.config.catalog)
+        self.observer: Observer = make_observer(self.config.observer, self.config.catalog, self.config.objective)
+
+    @property
+    def catalog(self) -> OfferCatalog:
+        return self.config.catalog
+
+    @property
+    def n_features(self) -> int:
+        return len(self.observer.feature_names)
+
+    def new_customers(
+        self,
+        n: int,
+        rng: np.random.Generator,
+        on_day: DayRecorder | None = None,
+        on_acquire: AcquisitionRecorder | None = None,
+    ) -> tuple[CustomerTraits, CustomerState]:
+        """Draw ``n`` customers and simulate their history up to day 0 of the decision period."""
+        traits = sample_traits(self.config.population, n, rng)
+        acquisition = -rng.integers(1, self.config.history_days + 1, n)
+        state = simulate_lives(self.kernel, traits, acquisition, 0, rng, on_day=on_day, on_acquire=on_acquire)
+        return traits, state
+
+    def observe(self, traits: CustomerTraits, state: CustomerState) -> np.ndarray:
+        return self.observer.observe(traits, state)
+
+    def action_mask(self, state: CustomerState) -> np.ndarray:
+        return action_mask(state, self.catalog)
+
+    def done(self, state: CustomerState) -> tuple[np.ndarray, np.ndarray]:
+        """(terminated, truncated): dropped out, or the decision period is over."""
+        truncated = state.day >= self.config.objective.horizon_days
+        terminated = ~state.alive
+        return terminated, truncated & ~terminated
+
+    def advance(
+        self,
+        traits: CustomerTraits,
+        state: CustomerState,
+        action: np.ndarray,
+        rng: np.random.Generator,
+        on_day: DayRecorder | None = None,
+    ) -> tuple[CustomerState, StepOutcome]:
+        """One decision step: apply ``action`` (int, (n,)) then simulate ``decision_interval_days`` days."""
+        objective = self.config.objective
+        n = state.n_customers
+        short = np.zeros(n, F32)
+        clv = np.zeros(n, F32)
+        revenue = np.zeros(n, F32)
+        discount = np.zeros(n, F32)
+        send_cost = np.zeros(n, F32)
+        purchases = np.zeros(n, np.int16)
+        unsubscribed = np.zeros(n, bool)
+        churned = np.zeros(n, bool)
+        everyone = np.arange(n)
+        first = None
+        none = np.zeros(n, np.int8)
+        legal = self.action_mask(state)
+        for d in range(self.config.decision_interval_days):
+            day = state.day
+            # Only the first day carries an action; 'none' is always legal on the others.
+            state, out = self.kernel.step(traits, state, action if d == 0 else none, legal, rng)
+            if first is None:
+                first = out
+            margin = objective.margin(out.list_value, out.discount, out.send_cost)
+            short += margin * objective.short_weight(day)
+            clv += margin * objective.clv_weight(day)
+            revenue += out.revenue
+            discount += out.discount
+            send_cost += out.send_cost
+            purchases += out.purchased
+            unsubscribed |= out.unsubscribed
+            churned |= out.churned
+            if on_day is not None:
+                on_day(everyone, state, out)
+        lam = F32(objective.lam)
+        reward = (F32(1) - lam) * short + lam * clv
+        return state, StepOutcome(
+            reward=reward,
+            margin_short=short,
+            margin_clv=clv,
+            revenue=revenue,
+            discount=discount,
+            send_cost=send_cost,
+            purchases=purchases,
+            sent=first.sent,
+            action=first.action,
+            unsubscribed=unsubscribed,
+            churned=churned,
+        )
