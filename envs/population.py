@@ -64,23 +64,25 @@ class PopulationParams:
     """Mean of ``b_i`` (log-normal): 10 % off multiplies the purchase rate by ``exp(0.1 * b_i)``."""
     price_sensitivity_cv: float = 0.7
     """Coefficient of variation of ``b_i`` across customers."""
-    habituation_rate: float = 0.25
+    price_sensitivity_spend_elasticity: float = 0.5
+    """Bargain hunters spend less: ``b_i`` scales with (mean spend / population mean) ** -this."""
+    habituation_rate: float = 0.1
     """Each offer moves the reference discount ``h`` this share of the way to the offer's discount."""
-    habituation_half_life: float = 120.0
+    habituation_half_life: float = 60.0
     """Days for the reference discount to halve without offers."""
 
     engagement_half_life: float = 21.0
     """Days for engagement to halve."""
     engagement_purchase: float = 0.3
-    """Engagement gained by a purchase."""
-    engagement_message: float = 0.05
-    """Engagement gained by reading an offer."""
-    engagement_content: float = 0.25
-    """Engagement gained by a content-only message."""
-    engagement_buy_weight: float = 0.5
-    """``w_eb``: log purchase-rate gain per unit engagement."""
-    engagement_hazard_weight: float = 1.0
-    """``w_eh``: log dropout-hazard reduction per unit engagement."""
+    """Share of the gap to full engagement (1) closed by a purchase."""
+    engagement_message: float = 0.03
+    """Share of the gap to full engagement closed by reading an offer."""
+    engagement_content: float = 0.12
+    """Share of the gap to full engagement closed by reading a content-only message."""
+    engagement_buy_weight: float = 0.4
+    """``w_eb``: log purchase-rate gain at full engagement (engagement is in [0, 1])."""
+    engagement_hazard_weight: float = 0.5
+    """``w_eh``: log dropout-hazard reduction at full engagement."""
 
     inactivity_weight: float = 1.0
     """``w_in``: log dropout-hazard increase after ``inactivity_days`` without a purchase."""
@@ -115,7 +117,8 @@ class PopulationParams:
     favourite_category_share: float = 0.7
     """Share of purchases in the customer's favourite category."""
     funnel_cart: float = 1.6
-    """Cart-adds per purchase intent (cart probability = this x purchase probability, capped at 1)."""
+    """Cart-adds per purchase intent for a customer of mean price sensitivity; price-sensitive
+    customers abandon more carts: ``P(cart) = P(buy) * (1 + (funnel_cart - 1) * b_i / mean(b))``."""
     funnel_view: float = 3.0
     """Product views per purchase intent."""
     funnel_visit: float = 5.0
@@ -161,7 +164,7 @@ class CustomerState:
     offer_days_left: np.ndarray  # int16
     offer_discount: np.ndarray  # float32: perceived discount of the live offer, fraction of price
     satisfaction: np.ndarray  # float32 in [0, 1], latent
-    engagement: np.ndarray  # float32 >= 0, latent
+    engagement: np.ndarray  # float32 in [0, 1], latent
     habituation: np.ndarray  # float32 >= 0: reference discount, latent
     fatigue: np.ndarray  # float32 >= 0, latent
 
@@ -230,7 +233,9 @@ def sample_traits(params: PopulationParams, n: int, rng: np.random.Generator) ->
     mu = rng.gamma(params.s, 1.0 / params.beta, n)
     nu = rng.gamma(params.spend_q, 1.0 / params.spend_gamma, n)
     cv2 = np.log1p(params.price_sensitivity_cv**2)
+    relative_spend = (params.spend_q - 1) / (params.spend_gamma * nu)  # mean spend / population mean
     b = rng.lognormal(np.log(params.price_sensitivity_mean) - cv2 / 2, np.sqrt(cv2), n)
+    b = b * relative_spend ** -params.price_sensitivity_spend_elasticity
     c = params.quality_concentration
     quality = rng.beta(params.quality_mean * c, (1 - params.quality_mean) * c, n)
     fav = rng.integers(0, len(CATEGORIES), n)
@@ -284,6 +289,7 @@ class DayKernel:
         self._decay_h = F32(0.5 ** (1.0 / p.habituation_half_life))
         self._decay_e = F32(0.5 ** (1.0 / p.engagement_half_life))
         self._decay_f = F32(0.5 ** (1.0 / p.fatigue_half_life))
+        self._cart_excess = F32((p.funnel_cart - 1) / p.price_sensitivity_mean)
         kind = catalog.kind_code
         self._is_message = catalog.is_message
         self._is_offer = np.isin(kind, [_KIND[k] for k in ("percent_off", "amount_off", "free_shipping", "loyalty_points")])
@@ -336,10 +342,8 @@ class DayKernel:
         offer_discount = np.where(is_offer, perceived, state.offer_discount)
         habit_pull = np.where(is_offer & reads, F32(p.habituation_rate), F32(0))
         habituation = state.habituation + habit_pull * (perceived - state.habituation)
-        engagement = (
-            state.engagement
-            + reads * np.where(self._is_content[action], F32(p.engagement_content), F32(p.engagement_message))
-        )
+        gain = reads * np.where(self._is_content[action], F32(p.engagement_content), F32(p.engagement_message))
+        engagement = state.engagement + gain * (F32(1) - state.engagement)
         contact_age = np.where(sent[:, None], np.concatenate([np.zeros((n, 1), np.int16), state.contact_age[:, :-1]], axis=1), state.contact_age)
 
         # 2. Shopping: one uniform drives the whole funnel, so each stage implies the ones before.
@@ -353,7 +357,7 @@ class DayKernel:
         stage = (
             (u0 < p_visit).astype(np.uint8)
             + (u0 < np.minimum(p_buy * F32(p.funnel_view), p_visit))
-            + (u0 < np.minimum(p_buy * F32(p.funnel_cart), p_visit))
+            + (u0 < np.minimum(p_buy * (F32(1) + self._cart_excess * traits.price_sensitivity), p_visit))
             + (u0 < p_buy)
         ).astype(np.uint8)
         purchased = stage == 4
@@ -386,7 +390,7 @@ class DayKernel:
         offer = np.where(used, 0, offer).astype(np.int8)
         offer_days_left = np.where(used, 0, np.maximum(offer_days_left - 1, 0)).astype(np.int16)
         offer = np.where(offer_days_left > 0, offer, 0).astype(np.int8)
-        engagement = engagement + purchased * F32(p.engagement_purchase)
+        engagement = engagement + purchased * F32(p.engagement_purchase) * (F32(1) - engagement)
         recency = np.where(purchased, 0, np.minimum(state.recency + 1, MAX_DAYS)).astype(np.int16)
 
         # 3. Dropout at the end of the day: inactivity and dissatisfaction raise it, engagement lowers it.
