@@ -45,19 +45,19 @@ class PopulationParams:
     (Pareto/NBD + Gamma-Gamma fitted on the real CDNOW log, converted to days) plus behavioural
     effects whose sizes are documented in ``docs/simulator.md``."""
 
-    r: float = 0.55
+    r: float = 0.5974
     """Shape of the purchase-rate distribution ``lam ~ Gamma(r, rate=alpha)`` (purchases/day)."""
-    alpha: float = 74.0
+    alpha: float = 81.1
     """Rate of the purchase-rate distribution (days)."""
-    s: float = 0.61
+    s: float = 0.5222
     """Shape of the dropout-hazard distribution ``mu ~ Gamma(s, rate=beta)`` (per day)."""
-    beta: float = 82.0
+    beta: float = 61.79
     """Rate of the dropout-hazard distribution (days)."""
-    spend_p: float = 6.25
+    spend_p: float = 6.275
     """Gamma-Gamma: shape of one purchase's list value."""
-    spend_q: float = 3.74
+    spend_q: float = 3.624
     """Gamma-Gamma: shape of the customers' spend-rate distribution."""
-    spend_gamma: float = 15.44
+    spend_gamma: float = 14.98
     """Gamma-Gamma: scale of the customers' spend-rate distribution (money)."""
 
     price_sensitivity_mean: float = 6.0
