@@ -1,0 +1,312 @@
+"""Validation of the log tables against the data contract in :mod:`offerpilot.schema`.
+
+Every check is vectorised over rows and reports each bad row as a :class:`Problem` naming the file,
+the 1-based data row and the column, so a user can fix their export in one pass. Nothing is dropped:
+a table either passes or is rejected with the full list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from offerpilot.catalog import OfferCatalog, default_catalog
+from offerpilot.errors import DataError, Problem
+from offerpilot.schema import (
+    DECISIONS_COLUMNS,
+    DECISIONS_REQUIRED,
+    EVENT_KINDS,
+    EVENTS_COLUMNS,
+    EVENTS_REQUIRED,
+    PROB_PREFIX,
+    Column,
+    cast_column,
+    is_blank,
+    prob_column,
+    prob_spec,
+)
+
+MAX_ROWS_PER_CHECK = 1000
+"""Rows listed per check; the rest are counted in one summary problem so a broken export stays readable."""
+
+PROB_TOL = 1e-6
+"""Tolerance on the action distribution: rows sum to 1, and the chosen offer's probability equals ``propensity``."""
+
+
+def validate_events(df: pd.DataFrame, source: str, catalog: OfferCatalog | None = None) -> list[Problem]:
+    """Every problem in an events table (``source`` names it in the problems); empty when it meets the contract.
+
+    Offer ids are checked against ``catalog`` (the default catalog when ``None``).
+    """
+    catalog = default_catalog() if catalog is None else catalog
+    problems, canon = _check_columns(df, source, EVENTS_COLUMNS)
+    report = _Reporter(source, problems)
+
+    if "event" in canon:
+        event = canon["event"]
+        report(
+            "event",
+            event.notna() & ~event.isin(EVENT_KINDS),
+            lambda i: f"unknown event kind {_show(event.iat[i])}; expected one of {list(EVENT_KINDS)}",
+        )
+    if "amount" in canon:
+        amount = canon["amount"]
+        if "event" in canon:  # a blank amount; one that is not a number is already reported
+            purchase = (canon["event"] == "purchase").to_numpy(dtype=bool, na_value=False)
+            missing = purchase & is_blank(df["amount"])
+            report("amount", missing, lambda i: "a purchase needs an amount (the money the customer paid)")
+        _check_money(report, "amount", amount)
+    if "discount" in canon:
+        _check_money(report, "discount", canon["discount"])
+    if "offer_id" in canon:
+        _check_offer_ids(report, canon["offer_id"], catalog)
+    _check_rows(report, df, canon)
+    return problems
+
+
+def validate_decisions(
+    df: pd.DataFrame, source: str, catalog: OfferCatalog | None = None, users: Collection[str] | None = None
+) -> list[Problem]:
+    """Every problem in a decisions table; empty when it meets the contract.
+
+    Offer ids and ``prob_`` columns are checked against ``catalog`` (the default catalog when ``None``);
+    when ``users`` (the user ids seen in the events) is given, a decision for anyone else is a problem.
+    """
+    catalog = default_catalog() if catalog is None else catalog
+    prob_names = [c for c in df.columns if isinstance(c, str) and c.startswith(PROB_PREFIX)]
+    specs = DECISIONS_COLUMNS + tuple(prob_spec(c) for c in prob_names)
+    problems, canon = _check_columns(df, source, specs)
+    report = _Reporter(source, problems)
+
+    if "offer_id" in canon:
+        _check_offer_ids(report, canon["offer_id"], catalog)
+    if "propensity" in canon:
+        p = canon["propensity"]
+        out_of_range = p.notna() & ~((p > 0) & (p <= 1))
+        report("propensity", out_of_range, lambda i: f"propensity must be in (0, 1], got {_show(p.iat[i])}")
+    if prob_names:
+        _check_distribution(report, canon, prob_names, catalog)
+    if users is not None and "user_id" in canon:
+        uid = canon["user_id"]
+        unknown = uid.notna() & ~uid.isin(list(users))
+        report("user_id", unknown, lambda i: f"user {_show(uid.iat[i])} never appears in the events")
+    _check_rows(report, df, canon)
+    return problems
+
+
+def validate_paths(paths: Iterable[str | Path], catalog: OfferCatalog | None = None) -> dict[str, list[Problem]]:
+    """Read and validate each file, telling events from decisions by their columns.
+
+    Returns the problems per file (an empty list for a clean file), in the order given. When events are
+    given and every file could be read and recognised, decisions are also checked against the users seen
+    in the events.
+    """
+    from offerpilot.tables import read_table  # tables imports this module for its validated readers
+
+    catalog = default_catalog() if catalog is None else catalog
+    results: dict[str, list[Problem]] = {}
+    events: dict[str, pd.DataFrame] = {}
+    decisions: dict[str, pd.DataFrame] = {}
+    for path in paths:
+        key = str(path)
+        try:
+            df = read_table(path)
+        except DataError as e:
+            results[key] = e.problems
+            continue
+        kind = _table_kind(df)
+        if kind is None:
+            results[key] = [
+                Problem(
+                    key,
+                    None,
+                    None,
+                    f"neither an events table (columns {list(EVENTS_REQUIRED)}) nor a decisions table "
+                    f"(columns {list(DECISIONS_REQUIRED)}); it has columns {[str(c) for c in df.columns]}",
+                )
+            ]
+            continue
+        results[key] = []
+        (events if kind == "events" else decisions)[key] = df
+
+    users: set[str] | None = None
+    all_read = all(not problems for problems in results.values())
+    if events and all_read and all("user_id" in df.columns for df in events.values()):
+        users = set()
+        for df in events.values():
+            users.update(cast_column(df["user_id"], "string").dropna())
+    for key, df in events.items():
+        results[key] = validate_events(df, key, catalog)
+    for key, df in decisions.items():
+        results[key] = validate_decisions(df, key, catalog, users)
+    return results
+
+
+class _Reporter:
+    """Appends problems for one file: one per bad row, up to :data:`MAX_ROWS_PER_CHECK` per check, then a count
+    of the rest; or one for a whole column."""
+
+    def __init__(self, source: str, problems: list[Problem]) -> None:
+        self.source = source
+        self.problems = problems
+
+    def __call__(self, field: str | None, bad: pd.Series | np.ndarray, message: Callable[[int], str]) -> None:
+        """Report rows where ``bad`` (shape (n,), bool) holds; ``message(i)`` describes 0-based row ``i``."""
+        rows = np.flatnonzero(np.asarray(bad, dtype=bool))
+        for i in rows[:MAX_ROWS_PER_CHECK]:
+            self.problems.append(Problem(self.source, int(i) + 1, field, message(int(i))))
+        if len(rows) > MAX_ROWS_PER_CHECK:
+            more = len(rows) - MAX_ROWS_PER_CHECK
+            summary = f"{more} more rows with the same problem as row {rows[0] + 1} (first {MAX_ROWS_PER_CHECK} listed)"
+            self.problems.append(Problem(self.source, None, field, summary))
+
+    def column(self, field: str, message: str) -> None:
+        """Report a problem with a whole column."""
+        self.problems.append(Problem(self.source, None, field, message))
+
+
+def _check_columns(
+    df: pd.DataFrame, source: str, specs: tuple[Column, ...]
+) -> tuple[list[Problem], dict[str, pd.Series]]:
+    """Missing columns, values of the wrong type and missing values; returns the problems and the present
+    contract columns in canonical dtypes (a value of the wrong type is missing there)."""
+    problems: list[Problem] = []
+    report = _Reporter(source, problems)
+    names = pd.Index([str(c) for c in df.columns])
+    repeated = set(names[names.duplicated()])
+    for name in sorted(repeated):
+        report.column(name, "the column appears more than once")
+    for spec in specs:
+        if spec.required and spec.name not in names:
+            report.column(spec.name, f"missing required column; the file has columns {list(names)}")
+    canon: dict[str, pd.Series] = {}
+    for spec in specs:
+        if spec.name not in df.columns or spec.name in repeated:
+            continue
+        raw = df[spec.name]
+        values = cast_column(raw, spec.kind)
+        blank = is_blank(raw)
+        wrong = ~blank & values.isna().to_numpy()
+        report(spec.name, wrong, lambda i, raw=raw, spec=spec: _wrong_type(spec, raw.iat[i]))
+        if not spec.nullable:
+            empty = blank
+            if spec.kind == "string":  # whitespace is no id either; later checks skip it
+                empty = empty | (values.str.strip() == "").to_numpy(dtype=bool, na_value=False)
+                values = values.where(~empty)
+            what = "empty" if spec.kind == "string" else "missing"
+            report(spec.name, empty, lambda i, spec=spec, what=what: f"{spec.name} is {what}")
+        canon[spec.name] = values
+    return problems, canon
+
+
+def _show(value: object) -> str:
+    """``repr`` of a cell, with numpy scalars shown as the Python values they hold."""
+    return repr(_plain(value))
+
+
+def _plain(value: object) -> object:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _wrong_type(spec: Column, value: object) -> str:
+    value = _plain(value)
+    if spec.kind == "timestamp":
+        return f"cannot read {value!r} as a timestamp; expected ISO 8601 text such as 2024-01-31 or 2024-01-31T09:30:00"
+    if spec.kind == "float":
+        return f"{spec.name} must be a number, got {type(value).__name__} {value!r}"
+    return f"{spec.name} must be text (integers are read as their digits), got {type(value).__name__} {value!r}"
+
+
+def _check_money(report: _Reporter, field: str, values: pd.Series) -> None:
+    report(field, np.isinf(values), lambda i: f"{field} must be finite, got {_show(values.iat[i])}")
+    report(field, values < 0, lambda i: f"{field} must be >= 0, got {_show(values.iat[i])}")
+
+
+def _check_offer_ids(report: _Reporter, offer_id: pd.Series, catalog: OfferCatalog) -> None:
+    report(
+        "offer_id",
+        offer_id.notna() & ~offer_id.isin(catalog.ids),
+        lambda i: f"unknown offer id {_show(offer_id.iat[i])}; the catalog has {list(catalog.ids)}",
+    )
+
+
+def _check_distribution(
+    report: _Reporter, canon: dict[str, pd.Series], prob_names: list[str], catalog: OfferCatalog
+) -> None:
+    """The ``prob_`` columns: one per catalog offer, each in [0, 1], rows summing to 1, agreeing with ``propensity``."""
+    for name in prob_names:
+        offer = name[len(PROB_PREFIX) :]
+        if offer not in catalog.ids:
+            report.column(name, f"column for offer {offer!r}, which is not in the catalog {list(catalog.ids)}")
+    for offer in catalog.ids:
+        if prob_column(offer) not in prob_names:
+            report.column(prob_column(offer), f"the action distribution has no column for catalog offer {offer!r}")
+    present = [n for n in prob_names if n in canon]
+    if not present:
+        return
+    probs = np.column_stack([canon[n].to_numpy() for n in present])  # (n_rows, n_present), float64
+    for j, name in enumerate(present):
+        col = probs[:, j]
+        report(
+            name,
+            (col < 0) | (col > 1),
+            lambda i, col=col, name=name: f"{name} must be in [0, 1], got {_show(col[i])}",
+        )
+    valid = ((probs >= 0) & (probs <= 1)).all(axis=1)
+    total = probs.sum(axis=1)
+    off = valid & (np.abs(total - 1) > PROB_TOL)
+    report("prob_*", off, lambda i: f"the action probabilities sum to {total[i]:.9g}, not 1")
+    if "offer_id" in canon and "propensity" in canon:
+        column_of = {name[len(PROB_PREFIX) :]: j for j, name in enumerate(present)}
+        j = canon["offer_id"].map(column_of).to_numpy(dtype=float, na_value=np.nan)
+        has = ~np.isnan(j)
+        chosen = np.full(len(j), np.nan)
+        chosen[has] = probs[np.flatnonzero(has), j[has].astype(int)]
+        propensity = canon["propensity"].to_numpy()
+        report(
+            "propensity",
+            valid & (np.abs(chosen - propensity) > PROB_TOL),
+            lambda i: f"propensity {_show(propensity[i])} disagrees with {present[int(j[i])]} = {_show(chosen[i])}, "
+            "the chosen offer's probability",
+        )
+
+
+def _check_rows(report: _Reporter, df: pd.DataFrame, canon: dict[str, pd.Series]) -> None:
+    """Checks across columns: exact duplicate rows, and time running backwards within a user."""
+    if len(df) and len(df.columns):
+        # Positional keys survive duplicate column names; repr keeps None, "None" and 1, "1" apart and hashes anything.
+        columns = (df.iloc[:, j] for j in range(len(df.columns)))
+        key = pd.DataFrame({j: c.map(repr) if c.dtype == object else c for j, c in enumerate(columns)})
+        dup = key.duplicated(keep="first").to_numpy()
+        if dup.any():
+            group = key.groupby(list(key.columns), dropna=False, sort=False).ngroup().to_numpy()
+            first = pd.Series(np.arange(len(df))).groupby(group).transform("min").to_numpy()
+            report(None, dup, lambda i: f"exact duplicate of row {first[i] + 1}")
+    if "user_id" in canon and "ts" in canon:
+        ts = canon["ts"]
+        rows = np.flatnonzero((canon["user_id"].notna() & ts.notna()).to_numpy())
+        seq = pd.DataFrame({"user": canon["user_id"].to_numpy()[rows], "ts": ts.to_numpy()[rows], "row": rows})
+        prev = seq.groupby("user", sort=False)[["ts", "row"]].shift()
+        prev_row = np.full(len(df), -1)
+        prev_ts = np.full(len(df), np.datetime64("NaT"), dtype=ts.dtype)
+        prev_row[rows] = prev["row"].fillna(-1).to_numpy(dtype=int)
+        prev_ts[rows] = prev["ts"].to_numpy()
+        report(
+            "ts",
+            ts.to_numpy() < prev_ts,
+            lambda i: f"ts {ts.iat[i]} is earlier than row {prev_row[i] + 1} ({pd.Timestamp(prev_ts[i])}) "
+            "of the same user; a user's rows must be in time order",
+        )
+
+
+def _table_kind(df: pd.DataFrame) -> str | None:
+    """'events' or 'decisions' from the columns that only one of the tables has; ``None`` when unclear."""
+    columns = {str(c) for c in df.columns}
+    is_events = bool(columns & {"event", "amount"})
+    is_decisions = bool(columns & {"propensity", "policy_id"}) or any(c.startswith(PROB_PREFIX) for c in columns)
+    if is_events == is_decisions:
+        return None
+    return "events" if is_events else "decisions"
