@@ -17,7 +17,7 @@ class BetaGeoNBD:
     While alive, a customer buys at Poisson rate ``lam ~ Gamma(r, rate=alpha)``; after every
     purchase the customer becomes inactive with probability ``p ~ Beta(a, b)``. Time is measured
     from the first purchase, in whatever unit ``t_x`` and ``T`` use (``alpha`` has that unit).
-    With ``x`` repeat purchases, the last at ``t_x``, observed over ``(0, T]``, the likelihood (eq. 6) is::
+    With ``x`` repeat purchases, the last at ``t_x``, observed over ``(0, T]``, the likelihood is::
 
         L = B(a, b+x)/B(a, b) * G(r+x) alpha^r / (G(r) (alpha+T)^(r+x))
           + [x > 0] B(a+1, b+x-1)/B(a, b) * G(r+x) alpha^r / (G(r) (alpha+t_x)^(r+x))
@@ -117,7 +117,7 @@ class BetaGeoNBD:
 
 
 def _log_likelihood(params: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
-    """Per-customer BG/NBD log-likelihood (eq. 6) at ``params = (r, alpha, a, b)``."""
+    """Per-customer BG/NBD log-likelihood at ``params = (r, alpha, a, b)``."""
     r, alpha, a, b = params
     common = gammaln(r + x) - gammaln(r) + r * np.log(alpha) - betaln(a, b)
     alive = betaln(a, b + x) - (r + x) * np.log(alpha + T)

@@ -150,7 +150,7 @@ def maximise_log_likelihood(
         np.zeros(n_params),
         method="L-BFGS-B",
         bounds=[(-15.0, 15.0)] * n_params,
-        options={"ftol": 1e-14, "gtol": 1e-9, "maxiter": 10_000},
+        options={"ftol": 1e-13, "gtol": 1e-6, "maxiter": 10_000},
     )
     if not result.success:
         raise RuntimeError(f"maximum-likelihood fit did not converge: {result.message}")
