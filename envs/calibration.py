@@ -91,6 +91,8 @@ class HoldoutComparison:
     sim_mean_spend_per_buyer: float
     real_mean_purchases: float
     sim_mean_purchases: float
+    real_spend_per_purchase: float
+    sim_spend_per_purchase: float
 
 
 def holdout_fidelity(
@@ -136,4 +138,6 @@ def holdout_fidelity(
         sim_mean_spend_per_buyer=float(spend[count > 0].mean()),
         real_mean_purchases=float(real_x.mean()),
         sim_mean_purchases=float(count.mean()),
+        real_spend_per_purchase=float(real_spend.sum() / max(real_x.sum(), 1)),
+        sim_spend_per_purchase=float(spend.sum() / max(count.sum(), 1)),
     )
