@@ -1,0 +1,105 @@
+"""The offerpilot command end to end: real processes, real files, real exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from offerpilot.cli import main
+from offerpilot.tables import read_table
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "offerpilot.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("sim")
+    result = run("simulate", "--out", str(out), "--customers", "400", "--seed", "7", "--policy", "epsilon-greedy")
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_help_lists_every_command():
+    """--help names each subcommand and each has its own --help."""
+    result = run("--help")
+    assert result.returncode == 0
+    for command in ("demo", "simulate", "validate", "calibrate"):
+        assert command in result.stdout
+        sub = run(command, "--help")
+        assert sub.returncode == 0 and "usage: offerpilot " + command in sub.stdout
+
+
+def test_simulate_writes_the_contract_and_validates(simulated):
+    """simulate writes events, decisions, customers and config; validate accepts them (exit 0)."""
+    events, decisions = read_table(simulated / "events.parquet"), read_table(simulated / "decisions.parquet")
+    assert set(events["event"]) <= {"visit", "view", "cart", "purchase", "review", "unsubscribe"}
+    assert (events["event"] == "purchase").sum() >= 400  # every customer was acquired with a purchase
+    assert len(decisions) == 400 * 53  # 365 days / 7-day decisions, every customer, dead or alive
+    probs = decisions[[c for c in decisions if c.startswith("prob_")]]
+    assert probs.sum(axis=1).to_numpy() == pytest.approx(1.0)
+    chosen = probs.to_numpy()[range(len(decisions)), [probs.columns.get_loc("prob_" + o) for o in decisions["offer_id"]]]
+    assert chosen == pytest.approx(decisions["propensity"].to_numpy())
+    config = json.loads((simulated / "config.json").read_text())
+    assert config["seed"] == 7 and config["epsilon"] == 0.2
+    result = run("validate", str(simulated / "events.parquet"), str(simulated / "decisions.parquet"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("OK") == 2
+
+
+def test_simulate_is_deterministic(tmp_path, simulated):
+    """The same seed writes the same logs."""
+    assert main(["simulate", "--out", str(tmp_path), "--customers", "400", "--seed", "7"]) == 0
+    for name in ("events", "decisions"):
+        pd.testing.assert_frame_equal(read_table(tmp_path / f"{name}.parquet"), read_table(simulated / f"{name}.parquet"))
+
+
+def test_validate_names_file_row_and_field_and_fails(tmp_path, simulated):
+    """A corrupted decisions file is reported with file, row and column, and exit code 1."""
+    decisions = read_table(simulated / "decisions.parquet")
+    decisions.loc[4, "propensity"] = 1.5
+    decisions.loc[9, "offer_id"] = "pct99"
+    bad = tmp_path / "decisions.csv"
+    decisions.to_csv(bad, index=False)
+    result = run("validate", str(bad))
+    assert result.returncode == 1
+    assert f"{bad}, row 5, field 'propensity'" in result.stdout
+    assert f"{bad}, row 10, field 'offer_id'" in result.stdout
+
+
+def test_bad_arguments_give_clear_errors(tmp_path):
+    """Unknown population, bad catalog and a missing file: a message and a non-zero exit, no traceback."""
+    result = run("simulate", "--out", str(tmp_path), "--population", "nosuch")
+    assert result.returncode == 2 and "not a preset" in result.stderr and "Traceback" not in result.stderr
+    catalog = tmp_path / "offers.yaml"
+    catalog.write_text("channels: {email: {send_cost: -1}}\noffers: [{id: none, kind: none}]\n")
+    result = run("simulate", "--out", str(tmp_path), "--catalog", str(catalog))
+    assert result.returncode == 1 and "channels.email.send_cost" in result.stderr
+    result = run("validate", str(tmp_path / "missing.parquet"))
+    assert result.returncode != 0 and "missing.parquet" in (result.stdout + result.stderr)
+
+
+def test_calibrate_on_simulated_log_plugs_into_simulate(tmp_path, simulated):
+    """calibrate writes a population JSON that simulate --population accepts."""
+    pop = tmp_path / "pop.json"
+    result = run("calibrate", "--events", str(simulated / "events.parquet"), "--out", str(pop))
+    assert result.returncode == 0, result.stderr
+    fitted = json.loads(pop.read_text())["population"]
+    assert 0 < fitted["r"] and 0 < fitted["alpha"] and fitted["spend_q"] > 1
+    result = run("simulate", "--out", str(tmp_path / "again"), "--customers", "50", "--population", str(pop))
+    assert result.returncode == 0, result.stderr
+
+
+def test_demo_prints_a_policy_table():
+    """The interim demo evaluates the simple policies with CIs."""
+    result = run("demo", "--customers", "2000", "--seed", "1")
+    assert result.returncode == 0, result.stderr
+    for policy in ("no_offer", "uniform", "recency_rule", "epsilon_greedy"):
+        assert policy in result.stdout
+    assert "CLV" in result.stdout and "[" in result.stdout
