@@ -8,6 +8,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from offerpilot.atomic import write_text_atomic
 from offerpilot.errors import DataError
 
 EPILOG = "Run 'offerpilot COMMAND --help' for the options of a command."
@@ -149,7 +150,7 @@ def _simulate(args: argparse.Namespace) -> int:
         "history_days": config.history_days,
         "catalog": catalog.to_dict(),
     }
-    (args.out / "config.json").write_text(json.dumps(resolved, indent=2))
+    write_text_atomic(args.out / "config.json", json.dumps(resolved, indent=2))
     print(f"wrote {len(logs.events):,} events, {len(logs.decisions):,} decisions and {args.customers:,} customers to {args.out}")
     return 0
 
@@ -182,10 +183,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     else:
         events, end = read_events(args.events), args.calibration_end
     result = calibrate(events, calibration_end=end)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    tmp.write_text(json.dumps(result.to_dict(), indent=2))
-    tmp.replace(args.out)
+    write_text_atomic(args.out, json.dumps(result.to_dict(), indent=2))
     p = result.params
     print(f"fitted on {result.n_customers:,} customers up to {result.calibration_end} (days):")
     print(f"  purchase rate ~ Gamma(r={p.r:.4g}, alpha={p.alpha:.4g}); dropout ~ Gamma(s={p.s:.4g}, beta={p.beta:.4g}); "

@@ -7,13 +7,12 @@ every problem found. No row is ever dropped.
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Collection
 from pathlib import Path
 
 import pandas as pd
 
+from offerpilot.atomic import atomic_path
 from offerpilot.catalog import OfferCatalog
 from offerpilot.errors import DataError, Problem
 from offerpilot.schema import DECISIONS_REQUIRED, EVENTS_REQUIRED, cast_column, column_kind, is_blank
@@ -56,18 +55,12 @@ def write_table(df: pd.DataFrame, path: str | Path) -> None:
 
     CSV stores an empty string and a missing value alike; both read back as missing.
     """
-    path = Path(path)
-    fmt = _format(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
+    fmt = _format(Path(path))
+    with atomic_path(path) as tmp:
         if fmt == "parquet":
             df.to_parquet(tmp, engine="pyarrow", index=False)
         else:
             df.to_csv(tmp, index=False, lineterminator="\r\n")  # RFC 4180: a lone '\r' in text gets quoted too
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def read_events(path: str | Path, catalog: OfferCatalog | None = None) -> pd.DataFrame:
