@@ -73,15 +73,13 @@ def evaluate_policy(
     traits, state = sim.new_customers(n_customers, rng)
     horizon = sim.config.objective.horizon_days
     totals = {k: np.zeros(n_customers) for k in ("objective", "short", "clv", "revenue", "sent", "discount")}
-    retained = {d: np.zeros(n_customers, bool) for d in RETENTION_DAYS if d <= horizon}
+    # Day each customer dropped out on: -1 for those gone before decisions began, horizon if never.
+    dropout_day = np.where(state.alive, horizon, -1)
     for _ in tqdm(range(sim.config.n_decisions), desc=f"evaluating {policy.policy_id}", disable=not progress):
         obs = sim.observe(traits, state)
         actions, _ = act(policy, obs, sim.action_mask(state), deterministic=deterministic, rng=rng)
-        before = state.day
         state, out = sim.advance(traits, state, actions, rng)
-        for d in retained:  # alive at the end of day d-1, i.e. on day d
-            crossed = (before < d) & (state.day >= d)
-            retained[d] |= crossed & state.alive
+        dropout_day = np.where(out.churned, out.churn_day, dropout_day)
         totals["objective"] += out.reward
         totals["short"] += out.margin_short
         totals["clv"] += out.margin_clv
@@ -96,7 +94,7 @@ def evaluate_policy(
         r_short=Estimate.of(totals["short"]),
         clv=Estimate.of(totals["clv"]),
         revenue=Estimate.of(totals["revenue"]),
-        retention={d: Estimate.of(v) for d, v in retained.items()},
+        retention={d: Estimate.of(dropout_day >= d) for d in RETENTION_DAYS if d <= horizon},  # alive on day d
         offers_sent=Estimate.of(totals["sent"]),
         discount_spend=Estimate.of(totals["discount"]),
     )

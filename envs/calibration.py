@@ -23,6 +23,10 @@ from offerpilot.envs.population import DayKernel, PopulationParams, sample_trait
 from offerpilot.envs.rfm import summarise_purchases
 
 
+FITTED = ("r", "alpha", "s", "beta", "spend_p", "spend_q", "spend_gamma")
+"""The population parameters a purchase log identifies; the behavioural ones keep their defaults."""
+
+
 @dataclass(frozen=True)
 class Calibration:
     """Fitted population parameters and the fits they came from."""
@@ -37,8 +41,10 @@ class Calibration:
     gamma_gamma_log_likelihood: float
 
     def to_dict(self) -> dict:
+        """The fitted parameters (the rest of the population keeps offerpilot's defaults) and fit facts."""
+        fitted = {k: v for k, v in asdict(self.params).items() if k in FITTED}
         return {
-            "population": asdict(self.params),
+            "population": fitted,
             "fit": {
                 "n_customers": self.n_customers,
                 "n_zero_spend_repeaters": self.n_zero_spend_repeaters,

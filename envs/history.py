@@ -62,7 +62,6 @@ def simulate_lives(
     first_value = first_purchase_value(traits_sorted, kernel.params.spend_p, rng)
     state = acquired_state(traits_sorted, kernel.catalog, (sorted_days + 1).astype(np.int16))
     state.total_spend[:] = first_value
-    state.age[:] = 1
     if on_acquire is not None:
         for day in np.unique(sorted_days):
             lo, hi = np.searchsorted(sorted_days, [day, day + 1])

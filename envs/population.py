@@ -13,6 +13,8 @@ Model (one day, time unit = day; see ``docs/simulator.md`` for the full specific
 * dropout hazard  ``mu_i * exp(w_in * min(rec_i, R) / R + w_sat * (s_ref - s_i) - w_eh * e_i)``, with
   ``mu_i ~ Gamma(s, beta)`` (the Pareto part), rec the days since the last purchase, s satisfaction;
 * spend           list value of a purchase ``~ Gamma(p, 1 / nu_i)``, ``nu_i ~ Gamma(q, gamma)`` (Gamma-Gamma);
+* an offer's perceived discount ``d`` is its fraction of price, or ``value / (value + mean spend)`` for
+  money offers, and its lift ``exp(b_i * (d - h))`` is capped at ``max_offer_lift``;
 * messages raise fatigue ``f``; each message unsubscribes with ``P = u0 * exp(w_f * f)``; fatigue above
   a threshold erodes satisfaction; each offer pulls ``h`` towards its discount (reference-price habituation).
 """
@@ -66,6 +68,8 @@ class PopulationParams:
     """Coefficient of variation of ``b_i`` across customers."""
     price_sensitivity_spend_elasticity: float = 0.5
     """Bargain hunters spend less: ``b_i`` scales with (mean spend / population mean) ** -this."""
+    max_offer_lift: float = 5.0
+    """No offer multiplies a day's purchase rate by more than this."""
     habituation_rate: float = 0.1
     """Each offer moves the reference discount ``h`` this share of the way to the offer's discount."""
     habituation_half_life: float = 60.0
@@ -103,13 +107,13 @@ class PopulationParams:
 
     fatigue_half_life: float = 10.0
     """Days for contact fatigue to halve."""
-    fatigue_threshold: float = 1.5
-    """Fatigue above which satisfaction erodes."""
-    fatigue_satisfaction_loss: float = 0.01
+    fatigue_threshold: float = 2.0
+    """Fatigue above which satisfaction erodes (a weekly message peaks just above it)."""
+    fatigue_satisfaction_loss: float = 0.005
     """Satisfaction lost per day per unit of fatigue above the threshold."""
-    unsubscribe_base: float = 0.003
+    unsubscribe_base: float = 0.002
     """``u0``: chance a message unsubscribes a fresh customer."""
-    unsubscribe_fatigue_weight: float = 0.6
+    unsubscribe_fatigue_weight: float = 0.5
     """``w_f``: log unsubscribe-chance increase per unit of fatigue."""
 
     review_rate: float = 0.15
@@ -152,13 +156,13 @@ class CustomerState:
     subscribed: np.ndarray  # bool
     day: np.ndarray  # int16: day of the decision period (negative while the history is simulated)
     age: np.ndarray  # int16: days since acquisition
-    recency: np.ndarray  # int16: days since the last purchase
+    recency: np.ndarray  # int16: days since the last purchase (1 on the day after it)
     n_purchases: np.ndarray  # int16
     total_spend: np.ndarray  # float32: money paid so far
     discount_received: np.ndarray  # float32: money given away by redeemed offers
     n_messages: np.ndarray  # int16
     contact_age: np.ndarray  # int16 (n, k): days since each of the k latest messages, newest first
-    days_since_visit: np.ndarray  # int16
+    days_since_visit: np.ndarray  # int16: 1 on the day after a visit
     last_rating: np.ndarray  # int8: stars of the latest review, 0 = none
     offer: np.ndarray  # int8: live offer (action index), 0 = none
     offer_days_left: np.ndarray  # int16
@@ -250,8 +254,8 @@ def sample_traits(params: PopulationParams, n: int, rng: np.random.Generator) ->
 
 
 def acquired_state(traits: CustomerTraits, catalog: OfferCatalog, day: np.ndarray) -> CustomerState:
-    """State right after each customer's first purchase on ``day`` (int16 array): alive, subscribed,
-    never contacted. The first purchase's spend is added by :func:`first_purchase`."""
+    """State on ``day`` (int16 array), the day after each customer's first purchase: alive, subscribed,
+    never contacted, one day of tenure since that purchase. The history simulation adds its spend."""
     n = traits.purchase_rate.shape[0]
     k = catalog.caps.max_messages
     zeros = np.zeros(n, F32)
@@ -259,14 +263,14 @@ def acquired_state(traits: CustomerTraits, catalog: OfferCatalog, day: np.ndarra
         alive=np.ones(n, bool),
         subscribed=np.ones(n, bool),
         day=day.astype(np.int16),
-        age=np.zeros(n, np.int16),
-        recency=np.zeros(n, np.int16),
+        age=np.ones(n, np.int16),
+        recency=np.ones(n, np.int16),
         n_purchases=np.ones(n, np.int16),
         total_spend=zeros.copy(),
         discount_received=zeros.copy(),
         n_messages=np.zeros(n, np.int16),
         contact_age=np.full((n, k), NO_CONTACT, np.int16),
-        days_since_visit=np.zeros(n, np.int16),
+        days_since_visit=np.ones(n, np.int16),
         last_rating=np.zeros(n, np.int8),
         offer=np.zeros(n, np.int8),
         offer_days_left=np.zeros(n, np.int16),
@@ -290,6 +294,7 @@ class DayKernel:
         self._decay_e = F32(0.5 ** (1.0 / p.engagement_half_life))
         self._decay_f = F32(0.5 ** (1.0 / p.fatigue_half_life))
         self._cart_excess = F32((p.funnel_cart - 1) / p.price_sensitivity_mean)
+        self._max_log_lift = F32(np.log(p.max_offer_lift))
         kind = catalog.kind_code
         self._is_message = catalog.is_message
         self._is_offer = np.isin(kind, [_KIND[k] for k in ("percent_off", "amount_off", "free_shipping", "loyalty_points")])
@@ -336,7 +341,8 @@ class DayKernel:
         is_offer = self._is_offer[action]
         reads = sent & alive & ~unsubscribed
         spend_mean = F32(p.spend_p) * traits.spend_scale
-        perceived = np.where(self._is_money[action], self._value[action] / spend_mean, self._perceived_fraction[action])
+        money = self._value[action]
+        perceived = np.where(self._is_money[action], money / (money + spend_mean), self._perceived_fraction[action])
         offer = np.where(is_offer, action, state.offer).astype(np.int8)
         offer_days_left = np.where(is_offer, self._validity[action], state.offer_days_left)
         offer_discount = np.where(is_offer, perceived, state.offer_discount)
@@ -348,18 +354,14 @@ class DayKernel:
 
         # 2. Shopping: one uniform drives the whole funnel, so each stage implies the ones before.
         live_discount = np.where(offer_days_left > 0, offer_discount, F32(0))
-        rate = traits.purchase_rate * np.exp(
-            traits.price_sensitivity * (live_discount - habituation) + F32(p.engagement_buy_weight) * engagement
-        )
+        price_effect = np.minimum(traits.price_sensitivity * (live_discount - habituation), self._max_log_lift)
+        rate = traits.purchase_rate * np.exp(price_effect + F32(p.engagement_buy_weight) * engagement)
         p_buy = -np.expm1(-rate)
         p_visit = np.minimum(p_buy * F32(p.funnel_visit) + F32(p.browse_rate) * engagement, F32(1))
+        p_view = np.minimum(p_buy * F32(p.funnel_view), p_visit)
+        p_cart = np.minimum(p_buy * (F32(1) + self._cart_excess * traits.price_sensitivity), p_view)
         u0 = np.where(alive, u[0], F32(2))  # the dead do nothing
-        stage = (
-            (u0 < p_visit).astype(np.uint8)
-            + (u0 < np.minimum(p_buy * F32(p.funnel_view), p_visit))
-            + (u0 < np.minimum(p_buy * (F32(1) + self._cart_excess * traits.price_sensitivity), p_visit))
-            + (u0 < p_buy)
-        ).astype(np.uint8)
+        stage = ((u0 < p_visit).astype(np.uint8) + (u0 < p_view) + (u0 < p_cart) + (u0 < p_buy)).astype(np.uint8)
         purchased = stage == 4
 
         list_value = np.zeros(n, F32)
@@ -391,7 +393,7 @@ class DayKernel:
         offer_days_left = np.where(used, 0, np.maximum(offer_days_left - 1, 0)).astype(np.int16)
         offer = np.where(offer_days_left > 0, offer, 0).astype(np.int8)
         engagement = engagement + purchased * F32(p.engagement_purchase) * (F32(1) - engagement)
-        recency = np.where(purchased, 0, np.minimum(state.recency + 1, MAX_DAYS)).astype(np.int16)
+        recency = np.where(purchased, 1, np.minimum(state.recency + 1, MAX_DAYS)).astype(np.int16)
 
         # 3. Dropout at the end of the day: inactivity and dissatisfaction raise it, engagement lowers it.
         satisfaction = np.maximum(
@@ -416,7 +418,7 @@ class DayKernel:
             discount_received=state.discount_received + discount,
             n_messages=state.n_messages + sent.astype(np.int16),
             contact_age=np.minimum(contact_age + np.int16(1), NO_CONTACT).astype(np.int16),
-            days_since_visit=np.where(stage > 0, 0, np.minimum(state.days_since_visit + 1, MAX_DAYS)).astype(np.int16),
+            days_since_visit=np.where(stage > 0, 1, np.minimum(state.days_since_visit + 1, MAX_DAYS)).astype(np.int16),
             last_rating=np.where(rating > 0, rating, state.last_rating).astype(np.int8),
             offer=offer,
             offer_days_left=offer_days_left,

@@ -71,6 +71,7 @@ class StepOutcome:
     action: np.ndarray  # int8: the action applied (illegal ones became 'none')
     unsubscribed: np.ndarray  # bool
     churned: np.ndarray  # bool: dropped out during the step (latent)
+    churn_day: np.ndarray  # int16: day of the decision period the customer dropped out on, -1 if not
 
 
 class PopulationSimulator:
@@ -133,6 +134,7 @@ class PopulationSimulator:
         purchases = np.zeros(n, np.int16)
         unsubscribed = np.zeros(n, bool)
         churned = np.zeros(n, bool)
+        churn_day = np.full(n, -1, np.int16)
         everyone = np.arange(n)
         first = None
         none = np.zeros(n, np.int8)
@@ -152,6 +154,7 @@ class PopulationSimulator:
             purchases += out.purchased
             unsubscribed |= out.unsubscribed
             churned |= out.churned
+            churn_day[out.churned] = day[out.churned]
             if on_day is not None:
                 on_day(everyone, state, out)
         lam = F32(objective.lam)
@@ -168,4 +171,5 @@ class PopulationSimulator:
             action=first.action,
             unsubscribed=unsubscribed,
             churned=churned,
+            churn_day=churn_day,
         )

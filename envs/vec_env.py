@@ -24,6 +24,8 @@ _INFO_KEYS = ("revenue", "discount", "send_cost", "margin_short", "margin_clv", 
 class RetentionVecEnv(VecEnv):
     """``n_envs`` customers stepped together; seeded by ``seed`` (or ``VecEnv.seed`` before reset)."""
 
+    render_mode = None
+
     def __init__(
         self,
         n_envs: int,
