@@ -222,14 +222,14 @@ def parse_catalog(data: Any, source: str = "<catalog>") -> OfferCatalog:
         raw_offers = []
     seen: set[str] = set()
     for i, spec in enumerate(raw_offers):
+        raw_id = spec.get("id") if isinstance(spec, dict) else None
+        if isinstance(raw_id, str) and raw_id in seen:
+            bad(f"offers[{i}].id", f"duplicate offer id {raw_id!r}")
+            continue
+        seen.add(raw_id)
         offer = _parse_offer(spec, f"offers[{i}]", channels, problems, source)
-        if offer is None:
-            continue
-        if offer.id in seen:
-            bad(f"offers[{i}].id", f"duplicate offer id {offer.id!r}")
-            continue
-        seen.add(offer.id)
-        offers.append(offer)
+        if offer is not None:
+            offers.append(offer)
     if raw_offers and offers and offers[0].kind != "none":
         bad("offers[0]", "the first offer must be the 'none' action (kind: none)")
     if sum(o.kind == "none" for o in offers) > 1:
