@@ -10,5 +10,5 @@ python -m pip install --quiet --upgrade pip
 if ! (command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1); then
   python -m pip install --quiet torch==2.13.0
 fi
-python -m pip install --quiet -e ".[dev]"
+python -m pip install --quiet -e ".[dev,text]"
 python -c "import offerpilot, torch; print(f'offerpilot {offerpilot.__version__} installed in .venv (torch {torch.__version__})')"

@@ -1,0 +1,1 @@
+"""Off-policy evaluation: what a policy would have earned on logged decisions."""
