@@ -124,6 +124,7 @@ class _EventBuffer:
                 "text": text,
                 "offer_id": redeemed,
                 "discount": merged["discount"].astype(np.float64).round(2),
+                "rating": np.where(rating > 0, rating, np.nan).astype(np.float64),
             }
         )
 

@@ -48,6 +48,7 @@ EVENTS_COLUMNS: tuple[Column, ...] = (
     Column("text", "string", False, True, "review or message text"),
     Column("offer_id", "string", False, True, "catalog offer redeemed on a purchase; missing when none"),
     Column("discount", "float", False, True, "money the redeemed offer gave away (>= 0); list value = amount + it"),
+    Column("rating", "float", False, True, "stars of a review, 1 to 5"),
 )
 
 DECISIONS_COLUMNS: tuple[Column, ...] = (

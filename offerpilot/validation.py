@@ -61,6 +61,10 @@ def validate_events(df: pd.DataFrame, source: str, catalog: OfferCatalog | None 
         _check_money(report, "amount", amount)
     if "discount" in canon:
         _check_money(report, "discount", canon["discount"])
+    if "rating" in canon:
+        rating = canon["rating"]
+        stars = rating.isna() | rating.isin([1.0, 2.0, 3.0, 4.0, 5.0])
+        report("rating", ~stars.to_numpy(dtype=bool), lambda i: f"a rating is 1 to 5 stars, got {_show(rating.iat[i])}")
     if "offer_id" in canon:
         _check_offer_ids(report, canon["offer_id"], catalog)
     _check_rows(report, df, canon)

@@ -282,3 +282,16 @@ def test_every_problem_in_one_pass() -> None:
     )
     expected = [(2, "user_id"), (3, "offer_id"), (2, "propensity"), (3, "ts")]
     assert where(validate_decisions(df, "memory", users={"a"})) == expected
+
+
+def test_rating_must_be_whole_stars_from_1_to_5(tmp_path):
+    """An optional review rating outside 1..5 stars is reported with its row."""
+    path = tmp_path / "events.csv"
+    path.write_text(
+        "user_id,ts,event,amount,rating\r\n"
+        "u1,2024-01-01,review,,5\r\n"
+        "u1,2024-01-02,review,,6\r\n"
+        "u1,2024-01-03,review,,2.5\r\n"
+    )
+    problems = validate_paths([path])[str(path)]
+    assert [(p.row, p.field) for p in problems] == [(2, "rating"), (3, "rating")]
