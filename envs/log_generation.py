@@ -56,11 +56,13 @@ _DECISION_MINUTE = 7 * 60
 
 @dataclass(frozen=True)
 class SimulatedLogs:
-    """Tables in the data contract, plus the simulator's latent truth per customer."""
+    """Tables in the data contract, plus the simulator's latent truth per customer and the
+    observations the behaviour policy saw, row-aligned with ``decisions``."""
 
     events: pd.DataFrame
     decisions: pd.DataFrame
     customers: pd.DataFrame
+    observations: np.ndarray  # float32 (n_decisions, n_features)
 
 
 class _EventBuffer:
@@ -163,7 +165,7 @@ def simulate_logs(
         mask = sim.action_mask(state)
         probs = policy.action_probs(obs, mask)
         actions, propensity = sample_actions(probs, rng)
-        decisions.append((state.day.copy(), actions, propensity, probs))
+        decisions.append((state.day.copy(), actions, propensity, probs, obs))
         state, _ = sim.advance(traits, state, actions, rng, on_day=lambda c, s, o: buffer.day(everyone, s, o))
 
     events = buffer.frame(user_ids, start)
@@ -185,5 +187,6 @@ def simulate_logs(
     for j, offer_id in enumerate(catalog.ids):
         decision_frame[f"prob_{offer_id}"] = probs[order, j]
     truth["alive_at_end"] = state.alive
-    return SimulatedLogs(events=events, decisions=decision_frame, customers=truth)
+    observations = np.concatenate([d[4] for d in decisions])[order]
+    return SimulatedLogs(events=events, decisions=decision_frame, customers=truth, observations=observations)
 
