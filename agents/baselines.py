@@ -78,3 +78,20 @@ class EpsilonGreedyPolicy:
 
     def action_probs(self, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
         return (1.0 - self.epsilon) * self.base.action_probs(obs, mask) + self.epsilon * _uniform_over(mask)
+
+
+BASELINES = ("no_offer", "uniform", "recency_rule", "epsilon_greedy")
+"""Baseline policies available by name (``make_baseline``)."""
+
+
+def make_baseline(name: str, catalog: OfferCatalog) -> NoOfferPolicy | UniformRandomPolicy | RecencyRulePolicy | EpsilonGreedyPolicy:
+    """A baseline policy by name, with its default parameters."""
+    if name == "no_offer":
+        return NoOfferPolicy()
+    if name == "uniform":
+        return UniformRandomPolicy()
+    if name == "recency_rule":
+        return RecencyRulePolicy(catalog)
+    if name == "epsilon_greedy":
+        return EpsilonGreedyPolicy(RecencyRulePolicy(catalog))
+    raise ValueError(f"unknown baseline {name!r}; choose one of {list(BASELINES)}")

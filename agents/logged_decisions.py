@@ -28,6 +28,7 @@ class LoggedDecisions:
     """n logged decisions, sorted by customer then time. Arrays have shape (n,) unless noted."""
 
     user_id: np.ndarray  # object
+    ts: np.ndarray  # datetime64, when the decision was made
     day: np.ndarray  # int64, day of the decision period
     action: np.ndarray  # int64, catalog index of the logged offer
     pscore: np.ndarray  # float64, logging probability of the logged action
@@ -122,6 +123,7 @@ def logged_decisions(
     ones_p, ones_d = np.ones(which.size), np.ones(n)
     return LoggedDecisions(
         user_id=decisions["user_id"].to_numpy(object),
+        ts=decisions["ts"].to_numpy(),
         day=day,
         action=action,
         pscore=decisions["propensity"].to_numpy(np.float64),
