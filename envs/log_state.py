@@ -102,8 +102,7 @@ def observable_state_from_logs(
         contact_age[has, j] = np.minimum(today[has] - _day(ts, origin), NO_CONTACT)
 
     offer_index = {offer_id: i for i, offer_id in enumerate(catalog.ids)}
-    is_offer = np.isin(catalog.kind_code, [1, 2, 3, 4])  # percent, amount, free shipping, points
-    offers = sent[sent["offer_id"].map(offer_index).map(lambda i: bool(is_offer[i]))]
+    offers = sent[catalog.is_offer[sent["offer_id"].map(offer_index).to_numpy(np.int64)]]
     offers = offers.assign(offer_ts=offers["ts"], validity=offers["offer_id"].map(dict(zip(catalog.ids, catalog.validity_days))))
     live = _last_before(queries, offers, ["offer_id", "offer_ts", "validity"])
     redemptions = purchases[purchases["offer_id"].notna()] if "offer_id" in purchases else purchases.iloc[:0]

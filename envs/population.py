@@ -297,7 +297,7 @@ class DayKernel:
         self._max_log_lift = F32(np.log(p.max_offer_lift))
         kind = catalog.kind_code
         self._is_message = catalog.is_message
-        self._is_offer = np.isin(kind, [_KIND[k] for k in ("percent_off", "amount_off", "free_shipping", "loyalty_points")])
+        self._is_offer = catalog.is_offer
         self._is_content = kind == _KIND["content_only"]
         self._is_money = np.isin(kind, [_KIND["amount_off"], _KIND["free_shipping"]])
         self._is_loyalty = kind == _KIND["loyalty_points"]

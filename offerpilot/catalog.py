@@ -114,6 +114,11 @@ class OfferCatalog:
         return np.array([o.is_message for o in self.offers], dtype=bool)
 
     @cached_property
+    def is_offer(self) -> np.ndarray:
+        """Actions that give something on a purchase (and so become the customer's live offer)."""
+        return np.isin(self.kind_code, [OFFER_KINDS.index(k) for k in _FRACTION_KINDS + _MONEY_KINDS])
+
+    @cached_property
     def min_days_since_purchase(self) -> np.ndarray:
         return np.array([o.eligibility.min_days_since_purchase for o in self.offers], dtype=np.int32)
 
