@@ -1,0 +1,252 @@
+"""The customer encoder: a customer's history -> an embedding, a churn logit and ZILN CLV parameters.
+
+Events backbone, for tokens from :class:`~offerpilot.encoders.tokenizer.EventTokenizer` (shapes (n, L))::
+
+    x_j = E_event[e_j] + E_category[c_j] + E_amount[a_j] + E_offer[o_j] + E_gap[g_j] + E_age[t_j] + E_pos[r_j]
+    h   = TransformerEncoder(dropout(x), key_padding_mask = not attention_mask)    # pre-norm layers, final LayerNorm
+
+where ``r_j`` is the event's recency rank (0 = the customer's most recent event), read from
+``attention_mask``, so neither the padding side nor the amount of padding changes a customer's outputs.
+
+Text backbone, for a history rendered by ``EventTokenizer.render_text`` and tokenised by the text model's
+own tokenizer: ``h = AutoModel.from_pretrained(text_model_path)(input_ids, attention_mask).last_hidden_state``.
+
+Both then share the heads::
+
+    pooled             = W_p mean_{j: mask_j} h_j + b_p     (n, embedding_dim): the customer embedding
+    churn_logit        = w_c . pooled + b_c                  (n,)
+    (logit, mu, raw)   = W_v pooled + b_v
+    clv_params         = (logit, mu, max(softplus(raw), MIN_SIGMA))   (n, 3)
+
+``clv_params`` are the zero-inflated lognormal parameters of Wang, Liu & Miao (2019), see ``losses.py``.
+The events backbone adds masked-event modelling heads for pre-training: logits over event kinds and
+amount buckets at every position, read where the input holds ``MASK_ID``. A customer without events (an
+all-padding row) pools to zeros, so their embedding is the projection's bias.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModel, PreTrainedModel
+from transformers import initialization as init
+from transformers.utils import ModelOutput
+
+from offerpilot.encoders.configuration import CustomerEncoderConfig
+from offerpilot.encoders.losses import ziln_expected_value, ziln_sigma
+from offerpilot.encoders.minilm import minilm_path
+from offerpilot.encoders.tokenizer import PAD_ID, HistoryBatch
+
+
+@dataclass
+class CustomerEncoderOutput(ModelOutput):
+    """What :meth:`CustomerEncoderModel.forward` returns (float32 unless the model is cast)."""
+
+    last_hidden_state: torch.FloatTensor | None = None
+    """(n, L, width): the backbone's output per position (width = ``hidden_size``, or the text model's)."""
+    pooled: torch.FloatTensor | None = None
+    """(n, embedding_dim): the customer embedding."""
+    churn_logit: torch.FloatTensor | None = None
+    """(n,): logit of the probability that the customer churns."""
+    clv_params: torch.FloatTensor | None = None
+    """(n, 3): ``(logit of P(value > 0), mu, sigma)`` of the zero-inflated lognormal CLV."""
+    mlm_event_logits: torch.FloatTensor | None = None
+    """(n, L, event_vocab_size): masked-event modelling, event kind (events backbone, on request)."""
+    mlm_amount_logits: torch.FloatTensor | None = None
+    """(n, L, amount_vocab_size): masked-event modelling, amount bucket (events backbone, on request)."""
+
+
+@dataclass(frozen=True)
+class EncodedCustomers:
+    """What :meth:`CustomerEncoderModel.encode` returns for ``n`` customers, in the order of the batch."""
+
+    embedding: np.ndarray
+    """(n, embedding_dim) float32."""
+    churn_probability: np.ndarray
+    """(n,) float32 in (0, 1)."""
+    expected_clv: np.ndarray
+    """(n,) float32 >= 0: the ZILN mean ``P(value > 0) * exp(mu + sigma^2 / 2)``."""
+
+    def __len__(self) -> int:
+        return len(self.embedding)
+
+
+class CustomerEncoderModel(PreTrainedModel):
+    """Customer history -> embedding, churn logit and CLV distribution (see the module docstring).
+
+    ``model(**history_batch_tensors)`` or ``model(input_ids=..., attention_mask=...)`` for training;
+    :meth:`encode` for batched inference; ``save_pretrained`` / ``from_pretrained`` (or ``AutoModel``) to persist.
+    """
+
+    config_class = CustomerEncoderConfig
+    base_model_prefix = "customer_encoder"
+
+    def __init__(self, config: CustomerEncoderConfig) -> None:
+        super().__init__(config)
+        if config.backbone == "events":
+            h = config.hidden_size
+            self.event_embedding = nn.Embedding(config.event_vocab_size, h, padding_idx=PAD_ID)
+            self.category_embedding = nn.Embedding(config.category_vocab_size, h, padding_idx=PAD_ID)
+            self.amount_embedding = nn.Embedding(config.amount_vocab_size, h, padding_idx=PAD_ID)
+            self.offer_embedding = nn.Embedding(config.offer_vocab_size, h, padding_idx=PAD_ID)
+            self.gap_embedding = nn.Embedding(config.gap_vocab_size, h, padding_idx=PAD_ID)
+            self.age_embedding = nn.Embedding(config.age_vocab_size, h, padding_idx=PAD_ID)
+            self.position_embedding = nn.Embedding(config.max_len, h)
+            self.embedding_dropout = nn.Dropout(config.dropout)
+            layer = nn.TransformerEncoderLayer(
+                h, config.num_heads, config.intermediate_size, config.dropout, activation="gelu", batch_first=True, norm_first=True
+            )
+            self.encoder = nn.TransformerEncoder(layer, config.num_layers, norm=nn.LayerNorm(h), enable_nested_tensor=False)
+            self.mlm_event_head = nn.Linear(h, config.event_vocab_size)
+            self.mlm_amount_head = nn.Linear(h, config.amount_vocab_size)
+            width = h
+        else:
+            self.text_model = _text_backbone(config.text_model_path)
+            width = self.text_model.config.hidden_size
+        self.projection = nn.Linear(width, config.embedding_dim)
+        self.churn_head = nn.Linear(config.embedding_dim, 1)
+        self.clv_head = nn.Linear(config.embedding_dim, 3)
+        self.post_init()
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """Normal(0, initializer_range) weights, zero biases and padding rows, unit LayerNorms.
+
+        The pretrained text backbone is a ``PreTrainedModel`` of its own: ``transformers`` initialises it
+        with its own rule, and only the weights it did not load.
+        """
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            init.normal_(module.weight, mean=0.0, std=std)
+            if module.padding_idx is not None and not getattr(module.weight, "_is_hf_initialized", False):
+                init.zeros_(module.weight[module.padding_idx])
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, nn.MultiheadAttention):  # its output projection is an nn.Linear, handled above
+            init.normal_(module.in_proj_weight, mean=0.0, std=std)
+            init.zeros_(module.in_proj_bias)
+
+    def forward(
+        self,
+        event_ids: torch.LongTensor | None = None,
+        category_ids: torch.LongTensor | None = None,
+        amount_ids: torch.LongTensor | None = None,
+        offer_ids: torch.LongTensor | None = None,
+        gap_ids: torch.LongTensor | None = None,
+        age_ids: torch.LongTensor | None = None,
+        input_ids: torch.LongTensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        output_mlm_logits: bool = False,
+    ) -> CustomerEncoderOutput:
+        """Encode a batch of ``n`` histories of ``L`` positions.
+
+        :param event_ids, category_ids, amount_ids, offer_ids, gap_ids, age_ids: (n, L) int64 event tokens
+            (events backbone; ``HistoryBatch.model_inputs()``).
+        :param input_ids, token_type_ids: (n, L) int64 text tokens (text backbone).
+        :param attention_mask: (n, L) bool or int, true on real events / text tokens.
+        :param output_mlm_logits: also return the masked-event modelling logits (events backbone).
+        """
+        if attention_mask is None:
+            raise ValueError("attention_mask is required: it tells real events (or text tokens) from padding")
+        mask = attention_mask.bool()
+        mlm_event_logits = mlm_amount_logits = None
+        if self.config.backbone == "events":
+            n_kept = mask.sum(1)
+            if bool((n_kept > self.config.max_len).any()):
+                raise ValueError(f"a history has {int(n_kept.max())} events; this model reads at most max_len={self.config.max_len}")
+            recency = (mask.flip(1).long().cumsum(1).flip(1) - 1).clamp_min(0)  # 0 = the most recent event
+            x = (
+                self.event_embedding(event_ids)
+                + self.category_embedding(category_ids)
+                + self.amount_embedding(amount_ids)
+                + self.offer_embedding(offer_ids)
+                + self.gap_embedding(gap_ids)
+                + self.age_embedding(age_ids)
+                + self.position_embedding(recency)
+            )
+            key_padding_mask = ~mask
+            key_padding_mask[:, 0] &= n_kept > 0  # a row without events attends its first slot rather than nothing (NaN)
+            hidden = self.encoder(self.embedding_dropout(x), src_key_padding_mask=key_padding_mask)
+            if output_mlm_logits:
+                mlm_event_logits = self.mlm_event_head(hidden)
+                mlm_amount_logits = self.mlm_amount_head(hidden)
+        else:
+            extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}  # not every text model takes them
+            hidden = self.text_model(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        mean = hidden.masked_fill(~mask.unsqueeze(-1), 0.0).sum(1) / weights.sum(1).clamp_min(1.0)
+        pooled = self.projection(mean)
+        clv_raw = self.clv_head(pooled)
+        return CustomerEncoderOutput(
+            last_hidden_state=hidden,
+            pooled=pooled,
+            churn_logit=self.churn_head(pooled).squeeze(-1),
+            clv_params=torch.cat([clv_raw[:, :2], ziln_sigma(clv_raw[:, 2:])], dim=-1),
+            mlm_event_logits=mlm_event_logits,
+            mlm_amount_logits=mlm_amount_logits,
+        )
+
+    @torch.no_grad()
+    def encode(self, batch: HistoryBatch | Mapping[str, Any], batch_size: int = 4096) -> EncodedCustomers:
+        """Embed ``n`` customers in chunks of ``batch_size``, in eval mode (no dropout) and without gradients.
+
+        :param batch: a :class:`HistoryBatch` (events backbone), or the text model tokenizer's output for
+            rendered histories, a mapping with ``input_ids`` and ``attention_mask`` (n, L) (text backbone).
+        Customers are chunked by history length and each chunk drops its all-padding columns, which changes
+        no output (positions are recency ranks) and saves most of the work on short histories. The model's
+        train/eval mode is restored afterwards.
+        """
+        if isinstance(batch, HistoryBatch) != (self.config.backbone == "events"):
+            expected = "a HistoryBatch" if self.config.backbone == "events" else "tokenised text (input_ids, attention_mask)"
+            raise TypeError(f"the {self.config.backbone} backbone encodes {expected}, got {type(batch).__name__}")
+        if isinstance(batch, HistoryBatch):
+            inputs = batch.model_inputs()
+        else:
+            inputs = {k: batch[k] for k in ("input_ids", "token_type_ids", "attention_mask") if k in batch}
+        tensors = {k: torch.as_tensor(v) for k, v in inputs.items()}
+        mask = tensors["attention_mask"].bool()
+        n = mask.shape[0]
+        order = torch.argsort(mask.sum(1), stable=True)
+        embedding = torch.empty(n, self.config.embedding_dim)
+        churn_probability = torch.empty(n)
+        expected_clv = torch.empty(n)
+        was_training = self.training
+        self.eval()
+        try:
+            for start in range(0, n, batch_size):
+                rows = order[start : start + batch_size]
+                columns = mask[rows].any(0)
+                columns[0] = True  # keep one column for a chunk of customers without history
+                out = self(**{k: v[rows][:, columns].to(self.device) for k, v in tensors.items()})
+                embedding[rows] = out.pooled.float().cpu()
+                churn_probability[rows] = torch.sigmoid(out.churn_logit).float().cpu()
+                expected_clv[rows] = ziln_expected_value(out.clv_params).float().cpu()
+        finally:
+            self.train(was_training)
+        return EncodedCustomers(embedding.numpy(), churn_probability.numpy(), expected_clv.numpy())
+
+
+def _text_backbone(path: str | None) -> PreTrainedModel:
+    """The pretrained text model in the local folder ``path`` (``None``: the packaged all-MiniLM-L6-v2).
+
+    ``from_pretrained`` of the encoder first builds it on the meta device, then loads the encoder's own
+    checkpoint, which holds the (possibly fine-tuned) backbone weights: there only the architecture is built.
+    """
+    folder = str(minilm_path() if path is None else path)
+    if torch.empty(0).is_meta:
+        return AutoModel.from_config(AutoConfig.from_pretrained(folder, local_files_only=True))
+    return AutoModel.from_pretrained(folder, local_files_only=True)
+
+
+AutoModel.register(CustomerEncoderConfig, CustomerEncoderModel, exist_ok=True)
