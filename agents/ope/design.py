@@ -10,8 +10,15 @@ def state_action_design(features: np.ndarray, action: np.ndarray, n_actions: int
     return np.hstack([features, np.eye(n_actions)[action]])
 
 
-def predict_all_actions(model: object, features: np.ndarray, n_actions: int) -> np.ndarray:
-    """``model.predict`` at every action for every row of features (n, d): (n, n_actions) float64."""
+def predict_all_actions(model: object, features: np.ndarray, n_actions: int, where: np.ndarray | None = None) -> np.ndarray:
+    """``model.predict`` at every action for every row of features (n, d): (n, n_actions) float64.
+
+    With ``where`` (n, n_actions) bool, only those state-action pairs are predicted (the rest are 0):
+    an expectation under a policy needs only the actions it gives probability to.
+    """
     n = features.shape[0]
-    design = np.hstack([np.repeat(features, n_actions, axis=0), np.tile(np.eye(n_actions), (n, 1))])
-    return np.asarray(model.predict(design), np.float64).reshape(n, n_actions)
+    rows, actions = np.nonzero(np.ones((n, n_actions), bool) if where is None else where)
+    out = np.zeros((n, n_actions))
+    if rows.size:
+        out[rows, actions] = model.predict(state_action_design(features[rows], actions, n_actions))
+    return out

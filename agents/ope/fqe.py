@@ -52,7 +52,9 @@ class FittedQEvaluation:
     def _regressor(self) -> RegressorMixin:
         if self.estimator is not None:
             return clone(self.estimator)
-        return HistGradientBoostingRegressor(max_iter=100, max_leaf_nodes=15, early_stopping=False, random_state=0)
+        return HistGradientBoostingRegressor(
+            max_iter=40, learning_rate=0.2, max_leaf_nodes=15, early_stopping=False, random_state=0
+        )
 
     def _states(self, features: object, target_probs: object, mask: object) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Validated features (n, horizon, d), target_probs (n, horizon, n_actions) and mask (n, horizon)."""
@@ -93,7 +95,7 @@ class FittedQEvaluation:
         for _ in range(self.n_iterations):
             target = reward[mask]
             if model is not None:
-                next_q = predict_all_actions(model, states[next_rows], self.n_actions)
+                next_q = predict_all_actions(model, states[next_rows], self.n_actions, where=next_probs > 0)
                 target[has_next_real] += self.gamma * (next_probs * next_q).sum(axis=1)
             model = self._regressor().fit(design, target)
         self.model_ = model
