@@ -74,6 +74,25 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--catalog", type=Path, default=None, help="offer catalog YAML the offer ids must come from")
     val.set_defaults(run=_validate)
 
+    ope = sub.add_parser("ope", help="estimate a policy's value from logged decisions (off-policy evaluation)",
+                         description="Estimate what a target policy would have earned on the customers in the logs, "
+                         "with per-decision (DM, IPS, SNIPS, DR, SNDR, switch-DR, DRos) and per-customer (PDIS, WPDIS, "
+                         "FQE, WDR) estimators, bootstrap confidence intervals and overlap diagnostics.")
+    ope.add_argument("--logs", type=Path, help="folder holding events.{parquet,csv} and decisions.{parquet,csv}")
+    ope.add_argument("--events", type=Path, help="events file (instead of --logs)")
+    ope.add_argument("--decisions", type=Path, help="decisions file (instead of --logs)")
+    ope.add_argument("--policy", required=True, help="target policy: a baseline (no_offer, uniform, recency_rule, "
+                     "epsilon_greedy) or a table with user_id, ts and prob_<offer_id> for every decision")
+    ope.add_argument("--catalog", type=Path, default=None, help="offer catalog YAML (default: the built-in catalog)")
+    ope.add_argument("--period-start", default=None, help="day 0 of the decision period (default: the first decision's day)")
+    ope.add_argument("--lam", type=float, default=0.5, help="short-term / lifetime trade-off of the objective (default: %(default)s)")
+    ope.add_argument("--interval-days", type=int, default=7, help="days of margin credited to a decision (default: %(default)s)")
+    ope.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates per interval (default: %(default)s)")
+    ope.add_argument("--no-sequential", action="store_true", help="skip the per-customer estimators (faster)")
+    ope.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    ope.add_argument("--out", type=Path, default=None, help="folder for ope.json and ope.png")
+    ope.set_defaults(run=_ope)
+
     cal = sub.add_parser("calibrate", help="fit the population's purchase, dropout and spend model to a purchase log",
                          description="Fit Pareto/NBD (purchase and dropout heterogeneity) and Gamma-Gamma (spend) by "
                          "maximum likelihood, in days, and write a population JSON for --population.")
@@ -171,6 +190,69 @@ def _validate(args: argparse.Namespace) -> int:
             print(f"{path}: OK")
         n_problems += len(problems)
     return 1 if n_problems else 0
+
+
+def _ope(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from offerpilot.agents.baselines import BASELINES, make_baseline
+    from offerpilot.agents.logged_decisions import logged_decisions
+    from offerpilot.agents.off_policy import OPEConfig, evaluate_off_policy
+    from offerpilot.agents.ope_plot import plot_ope
+    from offerpilot.agents.target_policy import policy_probs, table_probs
+    from offerpilot.catalog import load_catalog
+    from offerpilot.envs.objective import ObjectiveConfig
+    from offerpilot.tables import read_decisions, read_events
+
+    events_path, decisions_path = _log_paths(args)
+    catalog = load_catalog(args.catalog)
+    events = read_events(events_path, catalog)
+    decisions = read_decisions(decisions_path, catalog, users=set(events["user_id"]))
+    start = pd.Timestamp(args.period_start) if args.period_start else decisions["ts"].min().normalize()
+    objective = ObjectiveConfig(lam=args.lam)
+    data = logged_decisions(events, decisions, catalog, start, objective, interval_days=args.interval_days)
+    if args.policy in BASELINES:
+        target = policy_probs(make_baseline(args.policy, catalog), data)
+    elif Path(args.policy).is_file():
+        target = table_probs(args.policy, data, catalog)
+    else:
+        raise ValueError(f"--policy {args.policy!r} is neither a baseline ({', '.join(BASELINES)}) nor a file")
+    config = OPEConfig(n_bootstrap=args.bootstrap, sequential=not args.no_sequential, seed=args.seed)
+    report = evaluate_off_policy(data, target, config)
+    print(f"off-policy evaluation of {args.policy} on {report.n_decisions:,} decisions of {report.n_customers:,} customers "
+          f"(lam = {args.lam}, {1 - config.alpha:.0%} bootstrap intervals, {config.n_bootstrap} replicates, seed {args.seed})")
+    _print_table([
+        {"estimator": r.estimator, "scope": r.scope, "value": f"{r.value:.4f}", "interval": f"[{r.low:.4f}, {r.high:.4f}]"}
+        for r in report.rows
+    ])
+    d = report.decision_diagnostics
+    print(f"logging policy realised {report.logged_per_decision:.4f} per decision, {report.logged_per_customer:.4f} per customer")
+    print(f"importance weights: effective sample size {d.ess:,.0f} ({d.ess_share:.1%} of decisions), max {d.max_weight:.1f}")
+    if data.n_unattributed_purchases:
+        print(f"note: {data.n_unattributed_purchases:,} purchases fell outside every decision window and earn no decision credit")
+    for w in report.warnings:
+        print(f"warning: {w}")
+    if args.out:
+        write_text_atomic(args.out / "ope.json", json.dumps({"policy": args.policy, "lam": args.lam, **report.to_dict()}, indent=2))
+        plot_ope(report, args.out / "ope.png", f"off-policy evaluation of {args.policy}")
+        print(f"wrote {args.out / 'ope.json'} and {args.out / 'ope.png'}")
+    return 0
+
+
+def _log_paths(args: argparse.Namespace) -> tuple[Path, Path]:
+    """The events and decisions files, from --logs DIR or --events/--decisions."""
+    if args.logs is None:
+        if args.events is None or args.decisions is None:
+            raise ValueError("give --logs DIR, or both --events and --decisions")
+        return args.events, args.decisions
+    found = []
+    for name in ("events", "decisions"):
+        candidates = [args.logs / f"{name}{suffix}" for suffix in (".parquet", ".csv")]
+        existing = [c for c in candidates if c.is_file()]
+        if not existing:
+            raise FileNotFoundError(f"{args.logs}: no {name}.parquet or {name}.csv")
+        found.append(existing[0])
+    return found[0], found[1]
 
 
 def _calibrate(args: argparse.Namespace) -> int:
