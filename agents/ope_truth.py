@@ -1,0 +1,35 @@
+"""Simulator truth for validating off-policy estimators.
+
+* per decision: ``V1(pi) = E_{s ~ d_mu} E_{a ~ pi(s)} [reward of the decision window]``, the states
+  being those the logging policy mu reaches. Found by branching: at every decision the customers
+  are copied, the copy takes pi's action for one window (on its own random stream) and is discarded,
+  and the original goes on under mu. This is what DM, IPS, SNIPS, DR and their kin estimate.
+* per customer: the objective over the decision period when pi decides throughout, what trajectory
+  estimators (PDIS, WPDIS, FQE, WDR) estimate; see :func:`offerpilot.agents.evaluation.evaluate_policy`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from offerpilot.agents.policy import Policy, sample_actions
+from offerpilot.envs.simulator import PopulationSimulator
+
+
+def per_decision_value(
+    sim: PopulationSimulator, logging: Policy, target: Policy, n_customers: int, seed: int
+) -> tuple[float, float]:
+    """``(V1(target), standard error)`` per decision window, over ``n_customers`` x decisions."""
+    rng = np.random.default_rng(seed)
+    branch_rng = np.random.default_rng([seed, 1])
+    traits, state = sim.new_customers(n_customers, rng)
+    rewards = []
+    for _ in range(sim.config.n_decisions):
+        obs, mask = sim.observe(traits, state), sim.action_mask(state)
+        target_actions, _ = sample_actions(target.action_probs(obs, mask), branch_rng)
+        _, branch = sim.advance(traits, state, target_actions, branch_rng)
+        rewards.append(branch.reward.astype(np.float64))
+        actions, _ = sample_actions(logging.action_probs(obs, mask), rng)
+        state, _ = sim.advance(traits, state, actions, rng)
+    per_customer = np.mean(rewards, axis=0)  # customers are independent; decisions within one are not
+    return float(per_customer.mean()), float(per_customer.std(ddof=1) / np.sqrt(n_customers))
