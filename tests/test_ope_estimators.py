@@ -310,3 +310,23 @@ def test_bad_inputs_in_diagnostics_and_reward_model_raise_naming_rows():
         CrossFittedRewardModel(3).fit_predict(np.ones((5, 2)), [7, 1, 2, 0, 1], REWARD)
     with pytest.raises(ValueError, match="tau must be >= 0"):
         SwitchDoublyRobust(tau=-1.0)
+
+
+def test_float32_inputs_give_the_float64_estimates():
+    """float32 columns are used without a float64 copy and give the same estimates (to float32 precision)."""
+    rng = np.random.default_rng(3)
+    n, k = 20_000, 5
+    action = rng.integers(0, k, n)
+    target = rng.random((n, k))
+    target /= target.sum(axis=1, keepdims=True)
+    estimated = rng.random((n, k))
+    reward = rng.random(n)
+    pscore = np.full(n, 1.0 / k)
+    for estimator in (InverseProbabilityWeighting(), SelfNormalizedIPS(), DoublyRobust(), SelfNormalizedDR()):
+        exact = estimator.estimate(reward=reward, action=action, pscore=pscore, action_dist=target, estimated_rewards=estimated)
+        single = estimator.estimate(
+            reward=reward.astype(np.float32), action=action, pscore=pscore.astype(np.float32),
+            action_dist=(target / target.sum(axis=1, keepdims=True)).astype(np.float32),
+            estimated_rewards=estimated.astype(np.float32),
+        )
+        assert single == pytest.approx(exact, rel=1e-5), estimator.name

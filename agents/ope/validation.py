@@ -28,11 +28,14 @@ def fail_rows(name: str, bad: np.ndarray, problem: str) -> None:
 
 
 def as_float_array(name: str, value: object, shape: tuple[int, ...] | None = None, ndim: int | None = None) -> np.ndarray:
-    """``value`` as float64 (missing entries such as ``None`` become NaN), checked against ``shape``
-    (exact) or ``ndim``."""
+    """``value`` as a float array (missing entries such as ``None`` become NaN), checked against
+    ``shape`` (exact) or ``ndim``. float32 input stays float32, so 10 million x n_actions matrices are
+    not copied; everything else becomes float64."""
     if value is None:
         raise ValueError(f"{name} is missing")
-    arr = np.asarray(value, dtype=np.float64)
+    arr = np.asarray(value)
+    if arr.dtype != np.float32:
+        arr = np.asarray(arr, dtype=np.float64)
     if shape is not None and arr.shape != shape:
         raise ValueError(f"{name} has shape {arr.shape}, expected {shape}")
     if ndim is not None and arr.ndim != ndim:
