@@ -49,9 +49,9 @@ from tqdm.auto import tqdm
 from offerpilot.atomic import write_text_atomic
 from offerpilot.catalog import default_catalog
 from offerpilot.encoders.configuration import BACKBONES, CustomerEncoderConfig
+from offerpilot.encoders.inputs import history_inputs
 from offerpilot.encoders.labels import Labels
 from offerpilot.encoders.losses import ziln_expected_value, ziln_loss
-from offerpilot.encoders.minilm import minilm_path
 from offerpilot.encoders.modeling import CustomerEncoderModel, CustomerEncoderOutput
 from offerpilot.encoders.tokenizer import MASK_ID, EventTokenizer
 
@@ -273,16 +273,7 @@ def load_encoder(model_dir: str | Path) -> tuple[CustomerEncoderModel, EventToke
 
 def _model_inputs(events: pd.DataFrame, as_of: pd.Timestamp | str, labels: Labels, tokenizer: EventTokenizer, config: EncoderTrainingConfig) -> Tensors:
     """``forward`` inputs of every labelled customer, (n, L) int64 each, right-padded."""
-    if config.backbone == "events":
-        batch = tokenizer.encode(events, as_of, user_ids=labels.user_ids)
-        return {k: torch.as_tensor(v) for k, v in batch.model_inputs().items()}
-    from transformers import AutoTokenizer
-
-    texts = tokenizer.render_text(events, as_of, user_ids=labels.user_ids, max_events=config.max_len)
-    text_tokenizer = AutoTokenizer.from_pretrained(minilm_path(), local_files_only=True)
-    text_tokenizer.padding_side, text_tokenizer.truncation_side = "right", "left"  # keep the most recent events
-    encoded = text_tokenizer(texts, padding=True, truncation=True, max_length=config.text_max_tokens, return_tensors="pt")
-    return {k: encoded[k] for k in ("input_ids", "token_type_ids", "attention_mask") if k in encoded}
+    return history_inputs(events, as_of, labels.user_ids, tokenizer, config.backbone, config.max_len, config.text_max_tokens)
 
 
 def _batches(data: Tensors, batch_size: int, generator: torch.Generator | None) -> Iterator[Tensors]:

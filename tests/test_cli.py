@@ -138,3 +138,24 @@ def test_ope_refuses_bad_logs(simulated, tmp_path):
     assert result.returncode == 2 and "neither a baseline" in result.stderr
     result = run("ope", "--logs", str(tmp_path / "nowhere"), "--policy", "no_offer")
     assert result.returncode == 2 and "no events.parquet or events.csv" in result.stderr
+
+
+def test_encoder_train_then_embed(tmp_path):
+    """encoder train writes a loadable model and metrics; encoder embed writes one row per customer."""
+    logs = tmp_path / "logs"
+    assert main(["simulate", "--out", str(logs), "--customers", "300", "--policy", "no-offer", "--seed", "2"]) == 0
+    run_dir = tmp_path / "run"
+    result = run("encoder", "train", "--events", str(logs / "events.parquet"), "--as-of", "2025-01-01",
+                 "--finetune-epochs", "1", "--pretrain-epochs", "1", "--embedding-dim", "8", "--out", str(run_dir))
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert 0.0 <= metrics["val_churn_auc"] <= 1.0
+    out = tmp_path / "emb.parquet"
+    result = run("encoder", "embed", "--model", str(run_dir / "model"), "--events", str(logs / "events.parquet"),
+                 "--as-of", "2025-01-01", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    frame = read_table(out)
+    assert len(frame) == 300 and [c for c in frame if c.startswith("emb_")] == [f"emb_{i}" for i in range(8)]
+    assert frame["churn_probability"].between(0, 1).all() and (frame["expected_clv"] >= 0).all()
+    result = run("encoder", "embed", "--model", str(run_dir), "--events", str(logs / "events.parquet"), "--out", str(out))
+    assert result.returncode == 2 and "no model.safetensors" in result.stderr
