@@ -70,8 +70,12 @@ class StepOutcome:
     sent: np.ndarray  # bool
     action: np.ndarray  # int8: the action applied (illegal ones became 'none')
     unsubscribed: np.ndarray  # bool
-    churned: np.ndarray  # bool: dropped out during the step (latent)
     churn_day: np.ndarray  # int16: day of the decision period the customer dropped out on, -1 if not
+
+    @property
+    def churned(self) -> np.ndarray:
+        """Bool (n,): dropped out during the step (latent)."""
+        return self.churn_day >= 0
 
 
 class PopulationSimulator:
@@ -133,18 +137,16 @@ class PopulationSimulator:
         send_cost = np.zeros(n, F32)
         purchases = np.zeros(n, np.int16)
         unsubscribed = np.zeros(n, bool)
-        churned = np.zeros(n, bool)
         churn_day = np.full(n, -1, np.int16)
         everyone = np.arange(n)
-        first = None
         none = np.zeros(n, np.int8)
         legal = self.action_mask(state)
         for d in range(self.config.decision_interval_days):
             day = state.day
             # Only the first day carries an action; 'none' is always legal on the others.
             state, out = self.kernel.step(traits, state, action if d == 0 else none, legal, rng)
-            if first is None:
-                first = out
+            if d == 0:
+                applied, sent = out.action, out.sent
             margin = objective.margin(out.list_value, out.discount, out.send_cost)
             short += margin * objective.short_weight(day)
             clv += margin * objective.clv_weight(day)
@@ -153,7 +155,6 @@ class PopulationSimulator:
             send_cost += out.send_cost
             purchases += out.purchased
             unsubscribed |= out.unsubscribed
-            churned |= out.churned
             churn_day[out.churned] = day[out.churned]
             if on_day is not None:
                 on_day(everyone, state, out)
@@ -167,9 +168,8 @@ class PopulationSimulator:
             discount=discount,
             send_cost=send_cost,
             purchases=purchases,
-            sent=first.sent,
-            action=first.action,
+            sent=sent,
+            action=applied,
             unsubscribed=unsubscribed,
-            churned=churned,
             churn_day=churn_day,
         )

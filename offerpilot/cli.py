@@ -173,9 +173,9 @@ def _simulate(args: argparse.Namespace) -> int:
         decision_interval_days=args.interval_days,
         history_days=args.history_days,
     )
+    catalog.index(args.rule_offer)  # an unknown offer is a clear error before any work
     sim = PopulationSimulator(config)
     rule = RecencyRulePolicy(catalog, offer=args.rule_offer, min_days_since_purchase=args.rule_days)
-    catalog.index(args.rule_offer)
     policy = {
         "uniform": UniformRandomPolicy(),
         "epsilon-greedy": EpsilonGreedyPolicy(rule, epsilon=args.epsilon),
