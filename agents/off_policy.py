@@ -118,8 +118,8 @@ def evaluate_off_policy(data: LoggedDecisions, target_probs: np.ndarray, config:
         SwitchDoublyRobust(tau=config.switch_tau),
         DoublyRobustWithShrinkage(lambda_=config.shrinkage_lambda),
     )
-    for estimator in bandit:
-        ci = estimator.estimate_interval(**arrays, estimated_rewards=estimated, **interval)
+    for estimator in bandit:  # a customer's decisions are correlated: resample customers
+        ci = estimator.estimate_interval(**arrays, estimated_rewards=estimated, groups=data.trajectory, **interval)
         rows.append(EstimateRow(estimator.name, "per decision", ci.mean, ci.low, ci.high))
     diagnostics = weight_diagnostics(data.pscore, target_probs, data.action, data.logging_probs)
     warnings = list(diagnostics.warnings)

@@ -330,3 +330,26 @@ def test_float32_inputs_give_the_float64_estimates():
             estimated_rewards=estimated.astype(np.float32),
         )
         assert single == pytest.approx(exact, rel=1e-5), estimator.name
+
+
+def test_cluster_bootstrap_keeps_the_estimate_and_widens_for_correlated_rows():
+    """Grouping rows by cluster leaves the point estimate unchanged; with strongly correlated rows
+    within clusters the cluster interval is much wider than the row interval, and with one row per
+    cluster it equals the row bootstrap."""
+    rng = np.random.default_rng(4)
+    n_clusters, per = 300, 20
+    groups = np.repeat(np.arange(n_clusters), per)
+    reward = np.repeat(rng.normal(0, 1, n_clusters), per) + rng.normal(0, 0.1, n_clusters * per)  # cluster effects
+    n, k = reward.size, 3
+    action = rng.integers(0, k, n)
+    pscore = np.full(n, 1 / k)
+    target = np.full((n, k), 1 / k)
+    ips = InverseProbabilityWeighting()
+    rows = ips.estimate_interval(reward, action, pscore, target, n_bootstrap=400)
+    clusters = ips.estimate_interval(reward, action, pscore, target, n_bootstrap=400, groups=groups)
+    assert clusters.mean == pytest.approx(rows.mean)
+    assert (clusters.high - clusters.low) > 3 * (rows.high - rows.low)
+    singletons = ips.estimate_interval(reward, action, pscore, target, n_bootstrap=400, groups=np.arange(n))
+    assert (singletons.low, singletons.high) == pytest.approx((rows.low, rows.high), rel=0.05)
+    with pytest.raises(ValueError, match="groups must be"):
+        ips.estimate_interval(reward, action, pscore, target, groups=np.arange(n) - 1)

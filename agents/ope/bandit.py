@@ -112,11 +112,13 @@ class BanditEstimator(ABC):
         alpha: float = 0.05,
         n_bootstrap: int = 1000,
         random_state: int | np.random.Generator | None = 0,
+        groups: np.ndarray | None = None,
     ) -> Interval:
-        """The estimate with a (1 - alpha) percentile-bootstrap interval over decisions (the reward
+        """The estimate with a (1 - alpha) percentile-bootstrap interval over decisions, or over
+        ``groups`` (n,) int such as customers, whose decisions are resampled together (the reward
         model is held fixed)."""
         numerator, denominator = self._validated_terms(reward, action, pscore, action_dist, estimated_rewards)
-        return bootstrap_interval(numerator, denominator, alpha, n_bootstrap, random_state)
+        return bootstrap_interval(numerator, denominator, alpha, n_bootstrap, random_state, groups)
 
 
 def _plain(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -53,23 +53,38 @@ def bootstrap_interval(
     alpha: float = 0.05,
     n_bootstrap: int = 1000,
     random_state: int | np.random.Generator | None = 0,
+    groups: np.ndarray | None = None,
 ) -> Interval:
-    """Nonparametric percentile bootstrap of V over rows (Efron & Tibshirani 1993).
+    """Nonparametric percentile bootstrap of V over rows (Efron & Tibshirani 1993), or over clusters.
 
     Each replicate resamples the n rows with replacement, as multinomial counts ``C (n,)``, and
     recomputes ``V* = sum_m (C @ N[:, m]) / (C @ D[:, m])``; the interval is the ``alpha / 2`` and
     ``1 - alpha / 2`` quantiles of the replicates, ``mean`` is V on the full sample.
+
+    With ``groups`` (n,) int (e.g. the customer of each decision), rows of one group are summed first
+    and whole groups are resampled (the cluster bootstrap, Davison & Hinkley 1997, sec. 3.8): decisions
+    of one customer are correlated, and resampling them one by one makes the interval too narrow.
+    V itself is unchanged, as sums over groups add up to sums over rows.
 
     :param numerator: (n, m) float64.
     :param denominator: (n, m) float64, non-negative.
     :param alpha: miscoverage in (0, 1).
     :param n_bootstrap: number of replicates, >= 1.
     :param random_state: seed or generator for the resampling.
+    :param groups: (n,) int >= 0, the cluster of each row; None resamples rows.
     """
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     if n_bootstrap < 1:
         raise ValueError(f"n_bootstrap must be >= 1, got {n_bootstrap}")
+    if groups is not None:
+        groups = np.asarray(groups)
+        if groups.shape != (numerator.shape[0],) or not np.issubdtype(groups.dtype, np.integer) or (groups < 0).any():
+            raise ValueError(f"groups must be (n,) = ({numerator.shape[0]},) non-negative integers")
+        _, groups = np.unique(groups, return_inverse=True)
+        numerator, denominator = (
+            np.stack([np.bincount(groups, weights=a[:, j]) for j in range(a.shape[1])], axis=1) for a in (numerator, denominator)
+        )
     n = numerator.shape[0]
     rng = np.random.default_rng(random_state)
     chunk = max(1, min(n_bootstrap, MAX_COUNT_ENTRIES // n))
