@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from offerpilot.encoders.tokenizer import checked_times
 from offerpilot.errors import DataError, Problem
 
 
@@ -58,17 +59,7 @@ def window_labels(
     index = pd.Index(np.asarray(user_ids, dtype=object).reshape(-1))
     if not index.is_unique:
         raise ValueError(f"user_ids has duplicates: {index[index.duplicated()].unique().tolist()[:10]}")
-    missing = [c for c in ("user_id", "ts", "event", "amount") if c not in events.columns]
-    if missing:
-        raise DataError([Problem(source, None, c, "required column is missing") for c in missing])
-    ts = events["ts"]
-    if isinstance(ts.dtype, pd.DatetimeTZDtype):
-        ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
-    if not pd.api.types.is_datetime64_dtype(ts.dtype):
-        raise DataError([Problem(source, None, "ts", f"must hold timestamps (datetime64), got dtype {ts.dtype}")])
-    start = pd.Timestamp(as_of)
-    if start.tzinfo is not None:
-        start = start.tz_convert("UTC").tz_localize(None)
+    ts, start = checked_times(events, as_of, ("user_id", "ts", "event", "amount"), source)
     end = start + pd.Timedelta(days=window_days)
 
     in_window = ((ts >= start) & (ts < end) & (events["event"] == "purchase")).to_numpy(dtype=bool)

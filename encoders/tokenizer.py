@@ -264,17 +264,7 @@ class EventTokenizer:
         """Validate ``events`` and pick each customer's last ``max_len`` events before ``as_of``, vectorised."""
         if len(events) == 0:
             raise ValueError(f"{source}: the events table is empty; there is no history to encode")
-        missing = [c for c in ("user_id", "ts", "event") if c not in events.columns]
-        if missing:
-            raise DataError([Problem(source, None, c, "required column is missing") for c in missing])
-        ts = events["ts"]
-        if isinstance(ts.dtype, pd.DatetimeTZDtype):
-            ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
-        if not pd.api.types.is_datetime64_dtype(ts.dtype):
-            raise DataError([Problem(source, None, "ts", f"must hold timestamps (datetime64), got dtype {ts.dtype}")])
-        cutoff = pd.Timestamp(as_of)
-        if cutoff.tzinfo is not None:
-            cutoff = cutoff.tz_convert("UTC").tz_localize(None)
+        ts, cutoff = checked_times(events, as_of, ("user_id", "ts", "event"), source)
         ts = ts.to_numpy()
         user_code, uniques = pd.factorize(events["user_id"])
         kind_code = _vocab_codes(events["event"], EVENT_KINDS)
@@ -344,6 +334,25 @@ class EventTokenizer:
             age_days=age_days[kept],
             n_events=n_events,
         )
+
+
+def checked_times(
+    events: pd.DataFrame, as_of: pd.Timestamp | str, required: tuple[str, ...], source: str
+) -> tuple[pd.Series, pd.Timestamp]:
+    """``events.ts`` and ``as_of`` as naive UTC, after checking ``required`` columns are present and ``ts``
+    holds timestamps; raises :class:`DataError` naming the column otherwise."""
+    missing = [c for c in required if c not in events.columns]
+    if missing:
+        raise DataError([Problem(source, None, c, "required column is missing") for c in missing])
+    ts = events["ts"]
+    if isinstance(ts.dtype, pd.DatetimeTZDtype):
+        ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
+    if not pd.api.types.is_datetime64_dtype(ts.dtype):
+        raise DataError([Problem(source, None, "ts", f"must hold timestamps (datetime64), got dtype {ts.dtype}")])
+    cutoff = pd.Timestamp(as_of)
+    if cutoff.tzinfo is not None:
+        cutoff = cutoff.tz_convert("UTC").tz_localize(None)
+    return ts, cutoff
 
 
 def _vocab_codes(values: pd.Series, vocab: tuple[str, ...], absent: tuple[str, ...] = ()) -> np.ndarray:
