@@ -1,7 +1,7 @@
 """How far each off-policy estimator can be trusted: bias, RMSE and interval coverage against simulator truth.
 
 Run:  .venv/bin/python scripts/ope_validation.py [--seeds 50] [--customers 2000] [--bootstrap 200]
-          [--sequential-seeds K | --no-sequential] [--workers 2] [--json out.json]
+          [--sequential-seeds K | --no-sequential] [--workers 2] [--json out.json] [--cache-dir DIR]
 
 For each logging policy (uniform random; epsilon-greedy around the recency rule, epsilon 0.3) and each
 target policy (no_offer; recency_rule):
@@ -50,6 +50,7 @@ from offerpilot.agents.off_policy import OPEConfig, evaluate_off_policy
 from offerpilot.agents.ope_truth import per_decision_value
 from offerpilot.agents.policy import Policy
 from offerpilot.agents.target_policy import policy_probs
+from offerpilot.atomic import write_text_atomic
 from offerpilot.envs.log_generation import simulate_logs
 from offerpilot.envs.simulator import PopulationSimulator
 
@@ -228,6 +229,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="processes working on seeds in parallel (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=1, help="BLAS/OpenMP threads per process; 0: the libraries' own (default: %(default)s)")
     parser.add_argument("--json", type=Path, default=None, help="write truths, every raw estimate and the summaries here")
+    parser.add_argument(
+        "--cache-dir", type=Path, default=None,
+        help="keep each finished (logging policy, seed) here and reuse it when run again with the same settings, "
+        "so an interrupted study resumes where it stopped",
+    )
     args = parser.parse_args(argv)
     if args.seeds < 2 or args.customers < 2 or args.bootstrap < 1 or args.workers < 1:
         parser.error("need --seeds >= 2, --customers >= 2, --bootstrap >= 1 and --workers >= 1")
@@ -260,13 +266,26 @@ def main(argv: list[str] | None = None) -> int:
     bar = tqdm(total=config.seeds, desc="seeds", unit="seed")
     done_per_seed = dict.fromkeys(range(config.seeds), 0)
 
-    def finished(lo: str, seed: int, result: dict[str, dict]) -> None:
+    def finished(lo: str, seed: int, result: dict[str, dict], save: bool = True) -> None:
         results[lo, seed] = result
+        if save and args.cache_dir is not None:
+            _write_json(_cache_path(args.cache_dir, lo, seed), {"key": _cache_key(config, seed), "result": result})
         done_per_seed[seed] += 1
         if done_per_seed[seed] == len(logging):
             bar.update(1)
             bar.set_postfix_str(f"seed {seed} done; trajectory estimators on seeds < {config.sequential_seeds}")
 
+    n_reused = 0
+    if args.cache_dir is not None:
+        for lo, seed in list(tasks):
+            path = _cache_path(args.cache_dir, lo, seed)
+            cached = json.loads(path.read_text()) if path.is_file() else None
+            if cached is not None and cached["key"] == _cache_key(config, seed):
+                tasks.remove((lo, seed))
+                finished(lo, seed, cached["result"], save=False)
+                n_reused += 1
+        if n_reused:
+            print(f"reusing {n_reused} finished (logging policy, seed) runs from {args.cache_dir}", flush=True)
     if config.workers == 1:
         for lo, seed in tasks:
             finished(lo, seed, run_seed(lo, seed, config))
@@ -309,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         f"wall time {wall:.0f} s ({wall / 60:.1f} min): truths {truth_seconds:.0f} s, "
         f"{config.seeds} seeds {seeds_seconds:.0f} s ({per_seed:.1f} s per seed for {len(logging)} logs x {len(targets)} targets, "
         f"{config.workers} worker(s); trajectory estimators on the first {config.sequential_seeds} seeds)"
+        + (f"; {n_reused} of {config.seeds * len(logging)} (logging policy, seed) runs were reused from {args.cache_dir}" if n_reused else "")
     )
     if args.json is not None:
         payload = {
@@ -325,12 +345,24 @@ def main(argv: list[str] | None = None) -> int:
             "summaries": {lo: {ta: [asdict(s) for s in rows] for ta, rows in by_target.items()} for lo, by_target in summaries.items()},
             "runs": raw,
         }
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.json.with_suffix(args.json.suffix + ".tmp")
-        tmp.write_text(json.dumps(payload, indent=1))
-        tmp.replace(args.json)
+        _write_json(args.json, payload, indent=1)
         print(f"wrote {args.json}")
     return 0
+
+
+def _cache_path(cache_dir: Path, logging_name: str, seed: int) -> Path:
+    return cache_dir / f"{logging_name}-seed{seed}.json"
+
+
+def _cache_key(config: ValidationConfig, seed: int) -> dict:
+    """What a cached run depends on (not workers, threads or the truths)."""
+    return {"customers": config.customers, "bootstrap": config.bootstrap, "sequential": seed < config.sequential_seeds,
+            "period_start": PERIOD_START, "epsilon": EPSILON}
+
+
+def _write_json(path: Path, payload: dict, indent: int | None = None) -> None:
+    """Write atomically: a killed run leaves the old file or the new one, never half of one."""
+    write_text_atomic(path, json.dumps(payload, indent=indent))
 
 
 if __name__ == "__main__":
