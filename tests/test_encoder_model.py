@@ -21,7 +21,7 @@ from offerpilot.encoders import minilm
 from offerpilot.encoders.configuration import CustomerEncoderConfig
 from offerpilot.encoders.losses import ziln_expected_value, ziln_loss
 from offerpilot.encoders.modeling import CustomerEncoderModel
-from offerpilot.encoders.tokenizer import NO_HISTORY_TEXT, EventTokenizer, HistoryBatch
+from offerpilot.encoders.tokenizer import NO_HISTORY_TEXT, TOKEN_FIELDS, EventTokenizer, HistoryBatch
 from offerpilot.envs.log_generation import REVIEW_TEMPLATES, simulate_logs
 from offerpilot.envs.population import CATEGORIES
 from offerpilot.envs.simulator import PopulationSimulator
@@ -61,7 +61,7 @@ def hand_made() -> pd.DataFrame:
 
 
 def row_of(batch: HistoryBatch, i: int) -> dict[str, list[int]]:
-    return {name: batch.model_inputs()[name][i].astype(int).tolist() for name in batch.model_inputs()}
+    return {name: getattr(batch, name)[i].astype(int).tolist() for name in (*TOKEN_FIELDS, "attention_mask")}
 
 
 def as_tensors(batch: HistoryBatch) -> dict[str, torch.Tensor]:
@@ -87,21 +87,23 @@ def test_tokens_of_a_hand_made_history_equal_hand_computed_ids():
         "amount_ids": [0, 7, 0] + pad,  # 23.10 lies in [16, 32): 5 edges <= it, 2 + 5
         "offer_ids": [0, 3, 0] + pad,  # pct10 = 2 + 1 in (pct5, pct10, pct20, free_shipping, points, content)
         "gap_ids": [1, 10, 13] + pad,  # first event; 0.5 d: 8 edges (2^-8 .. 2^-1) -> 10; 6.5 d: 11 edges -> 13
-        "age_ids": [13, 13, 11] + pad,  # 10 d and 9.5 d: 12 edges (2^-8 .. 2^3) -> 13; 3 d: 10 edges -> 11
         "attention_mask": [1, 1, 1] + pad,
     }
-    # u2: amount 0.5 is below the first edge; unknown category and offer are UNK (1); 59 days: 14 edges -> 15.
+    # u2: amount 0.5 is below the first edge; unknown category and offer are UNK (1).
     assert row_of(batch, 1) == {
         "event_ids": [5] + [0] * 7,
         "category_ids": [1] + [0] * 7,
         "amount_ids": [2] + [0] * 7,
         "offer_ids": [1] + [0] * 7,
         "gap_ids": [1] + [0] * 7,
-        "age_ids": [15] + [0] * 7,
         "attention_mask": [1] + [0] * 7,
     }
     assert batch.n_events.tolist() == [3, 1]
-    assert all(a.dtype == np.int64 and a.shape == (2, 8) for k, a in batch.model_inputs().items() if k != "attention_mask")
+    # Days from the last event of each kind (visit, view, cart, purchase, review, unsubscribe) to the cutoff.
+    nan = math.nan
+    np.testing.assert_array_equal(batch.elapsed_days, [[10, nan, nan, 9.5, 3, nan], [nan, nan, nan, 59, nan, nan]])
+    assert batch.elapsed_days.dtype == np.float32
+    assert all(getattr(batch, k).dtype == np.int64 and getattr(batch, k).shape == (2, 8) for k in TOKEN_FIELDS)
     assert batch.attention_mask.dtype == bool
 
 
@@ -115,10 +117,11 @@ def test_keeps_the_last_max_len_events_and_flags_customers_without_history():
     assert batch.n_events.tolist() == [0, 10, 0]
     assert batch.attention_mask.tolist() == [[False] * 4, [True] * 4, [False] * 4]
     assert not batch.event_ids[[0, 2]].any()
-    # The last 4 of 10 daily visits (53 .. 50 days before the cutoff: 2^5 <= age < 2^6 -> 1 + 14), each one
-    # day after its previous event, the oldest kept one too (its previous event was dropped, not absent).
-    assert batch.age_ids[1].tolist() == [15, 15, 15, 15]
+    # The last 4 of 10 daily visits, each one day after its previous event, the oldest kept one too (its
+    # previous event was dropped, not absent); the last visit was 50 days before the cutoff.
     assert batch.gap_ids[1].tolist() == [2 + 9] * 4
+    assert batch.elapsed_days[1, 0] == 50 and np.isnan(batch.elapsed_days[1, 1:]).all()
+    assert np.isnan(batch.elapsed_days[[0, 2]]).all()
     # Without user_ids: every user of the table, in order of first appearance.
     assert tokenizer().encode(events_table(rows), AS_OF).user_ids.tolist() == ["long", "late"]
 
@@ -146,11 +149,15 @@ def test_any_history_gives_well_formed_rows(counts, max_len, seed):
     assert batch.n_events.tolist() == users_with_rows + [0]
     kept = np.minimum(batch.n_events, max_len)
     assert np.array_equal(batch.attention_mask, np.arange(max_len) < kept[:, None])
-    for name, size in zip(("event_ids", "category_ids", "amount_ids", "offer_ids", "gap_ids", "age_ids"), tok.vocab_sizes().values()):
+    for name, size in zip(TOKEN_FIELDS, tok.vocab_sizes().values()):
         ids = getattr(batch, name)
         assert ((ids >= 0) & (ids < size)).all() and not ids[~batch.attention_mask].any()
-        if name in ("event_ids", "gap_ids", "age_ids"):
+        if name in ("event_ids", "gap_ids"):
             assert (ids[batch.attention_mask] > 0).all()
+    # A kind's elapsed time is known exactly when the customer had such an event; it is within the 400 days.
+    seen = np.isfinite(batch.elapsed_days)
+    assert ((batch.elapsed_days[seen] > 0) & (batch.elapsed_days[seen] <= 400)).all()
+    assert (seen.any(axis=1) == (batch.n_events > 0)).all()
 
 
 def test_vocab_sizes_match_the_config_defaults():
@@ -194,7 +201,7 @@ def test_tokenizer_save_pretrained_round_trip(tmp_path):
     original = tokenizer(max_len=8)
     loaded = EventTokenizer.from_pretrained(original.save_pretrained(tmp_path).parent)
     a, b = original.encode(hand_made(), AS_OF), loaded.encode(hand_made(), AS_OF)
-    assert all(np.array_equal(a.model_inputs()[k], b.model_inputs()[k]) for k in a.model_inputs())
+    assert all(np.array_equal(a.model_inputs()[k], b.model_inputs()[k], equal_nan=True) for k in a.model_inputs())
 
 
 # -- ZILN ---------------------------------------------------------------------------------------------
@@ -258,8 +265,27 @@ def test_padding_does_not_change_a_customers_embedding():
     inputs = as_tensors(crowd)
     with torch.no_grad():
         np.testing.assert_allclose(model(**inputs).pooled[1].numpy(), reference, atol=1e-5)
-        left = {k: torch.roll(v[1:2], shifts=61, dims=1) for k, v in inputs.items()}
+        left = {k: v[1:2] if k == "elapsed_days" else torch.roll(v[1:2], shifts=61, dims=1) for k, v in inputs.items()}
         np.testing.assert_allclose(model(**left).pooled[0].numpy(), reference, atol=1e-5)
+
+
+def test_the_embedding_ignores_the_passing_of_time_and_the_heads_read_it():
+    """Between two cutoffs without a new event the embedding is identical, so it can be cached; churn moves."""
+    model = small_model().eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn_like(p))  # heads far enough from their near-zero initialisation to show time
+    early = tokenizer().encode(hand_made(), "2025-02-27", user_ids=["u1", "u2"])
+    late = tokenizer().encode(hand_made(), AS_OF, user_ids=["u1", "u2"])  # two days later, nothing new
+    seen = np.isfinite(early.elapsed_days)
+    np.testing.assert_array_equal(late.elapsed_days[seen] - early.elapsed_days[seen], 2.0)
+    a, b = model.encode(early), model.encode(late)
+    assert np.array_equal(a.embedding, b.embedding)
+    assert (np.abs(a.churn_probability - b.churn_probability) > 1e-4).all()
+    with torch.no_grad():  # the heads alone, on the cached embedding, give what the full pass gives
+        churn_logit, clv_params = model.predict(torch.as_tensor(a.embedding), torch.as_tensor(late.elapsed_days))
+    np.testing.assert_allclose(torch.sigmoid(churn_logit).numpy(), b.churn_probability, rtol=1e-6)
+    np.testing.assert_allclose(ziln_expected_value(clv_params).numpy(), b.expected_clv, rtol=1e-6)
 
 
 def test_encode_is_deterministic_in_eval_mode_and_restores_the_training_mode():
@@ -322,7 +348,7 @@ def test_minilm_text_backbone_loads_offline_and_embeds_meaningfully(monkeypatch,
     positive = [t.format(cat="music") for t in REVIEW_TEMPLATES[5]]
     negative = [t.format(cat="music") for t in REVIEW_TEMPLATES[1]]
     text_tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    inputs = text_tokenizer(positive + negative, padding=True, return_tensors="pt")
+    inputs = {**text_tokenizer(positive + negative, padding=True, return_tensors="pt"), "elapsed_days": torch.full((6, 6), math.nan)}
     encoded = model.encode(inputs)
     assert encoded.embedding.shape == (6, 32) and np.isfinite(encoded.embedding).all()
     distances = np.linalg.norm(encoded.embedding[:, None] - encoded.embedding[None], axis=-1)

