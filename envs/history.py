@@ -32,9 +32,9 @@ class DayRecorder(Protocol):
 
 
 class AcquisitionRecorder(Protocol):
-    """Receives the first purchases: list value per acquired customer."""
+    """Receives the first purchases: list value and category (the favourite) per acquired customer."""
 
-    def __call__(self, day: int, customers: np.ndarray, list_value: np.ndarray) -> None: ...
+    def __call__(self, day: int, customers: np.ndarray, list_value: np.ndarray, category: np.ndarray) -> None: ...
 
 
 def first_purchase_value(traits: CustomerTraits, spend_p: float, rng: np.random.Generator) -> np.ndarray:
@@ -65,7 +65,7 @@ def simulate_lives(
     if on_acquire is not None:
         for day in np.unique(sorted_days):
             lo, hi = np.searchsorted(sorted_days, [day, day + 1])
-            on_acquire(int(day), order[lo:hi], first_value[lo:hi])
+            on_acquire(int(day), order[lo:hi], first_value[lo:hi], traits_sorted.favourite_category[lo:hi])
     start = int(sorted_days[0]) + 1 if sorted_days.size else until_day
     nothing = np.zeros(order.size, np.int8)
     legal = np.ones((order.size, kernel.catalog.n_actions), bool)  # 'none' is always legal

@@ -48,10 +48,10 @@ REVIEW_TEMPLATES = {
 }
 """Review texts by star rating: sentiment follows the customer's satisfaction."""
 
-_STAGE_MINUTES = {"visit": 600, "view": 605, "cart": 610, "purchase": 615}
-_REVIEW_MINUTE = 18 * 60
-_UNSUBSCRIBE_MINUTE = 9 * 60
-_DECISION_MINUTE = 7 * 60
+EVENT_MINUTE = {"unsubscribe": 9 * 60, "visit": 600, "view": 605, "cart": 610, "purchase": 615, "review": 18 * 60}
+"""Minute of the day each kind of simulated event carries; a day's events happen in this order."""
+DECISION_MINUTE = 7 * 60
+"""Minute of the day decisions are taken: before any of that day's events."""
 
 
 @dataclass(frozen=True)
@@ -76,24 +76,24 @@ class _EventBuffer:
         if customers.size:
             self.parts.append({"customer": customers, "day": day, "kind": np.full(customers.size, kind), "minute": np.full(customers.size, minute), **cols})
 
-    def acquisition(self, day: int, customers: np.ndarray, list_value: np.ndarray, favourite: np.ndarray) -> None:
+    def acquisition(self, day: int, customers: np.ndarray, list_value: np.ndarray, category: np.ndarray) -> None:
         days = np.full(customers.size, day)
         for stage in ("visit", "view", "cart"):
-            self.add(customers, days, stage, _STAGE_MINUTES[stage])
-        self.add(customers, days, "purchase", _STAGE_MINUTES["purchase"], amount=list_value, discount=np.zeros_like(list_value), category=favourite, offer=np.zeros(customers.size, np.int8))
+            self.add(customers, days, stage, EVENT_MINUTE[stage])
+        self.add(customers, days, "purchase", EVENT_MINUTE["purchase"], amount=list_value, discount=np.zeros_like(list_value), category=category, offer=np.zeros(customers.size, np.int8))
 
     def day(self, customers: np.ndarray, state: CustomerState, out: DayOutcome) -> None:
         day = state.day.astype(np.int64) - 1
         for level, stage in enumerate(FUNNEL[1:], start=1):
             hit = np.flatnonzero(out.stage >= level)
             if stage == "purchase":
-                self.add(customers[hit], day[hit], stage, _STAGE_MINUTES[stage], amount=out.list_value[hit] - out.discount[hit], discount=out.discount[hit], category=out.category[hit], offer=out.redeemed[hit])
+                self.add(customers[hit], day[hit], stage, EVENT_MINUTE[stage], amount=out.list_value[hit] - out.discount[hit], discount=out.discount[hit], category=out.category[hit], offer=out.redeemed[hit])
             else:
-                self.add(customers[hit], day[hit], stage, _STAGE_MINUTES[stage])
+                self.add(customers[hit], day[hit], stage, EVENT_MINUTE[stage])
         hit = np.flatnonzero(out.rating > 0)
-        self.add(customers[hit], day[hit], "review", _REVIEW_MINUTE, rating=out.rating[hit], category=out.category[hit])
+        self.add(customers[hit], day[hit], "review", EVENT_MINUTE["review"], rating=out.rating[hit], category=out.category[hit])
         hit = np.flatnonzero(out.unsubscribed)
-        self.add(customers[hit], day[hit], "unsubscribe", _UNSUBSCRIBE_MINUTE)
+        self.add(customers[hit], day[hit], "unsubscribe", EVENT_MINUTE["unsubscribe"])
 
     def frame(self, user_ids: np.ndarray, start: pd.Timestamp) -> pd.DataFrame:
         cols = ("customer", "day", "kind", "minute", "amount", "discount", "category", "offer", "rating")
@@ -150,11 +150,8 @@ def simulate_logs(
     buffer = _EventBuffer(catalog.ids)
     traits = sample_traits(sim.config.population, n_customers, rng)
 
-    def on_acquire(day: int, customers: np.ndarray, list_value: np.ndarray) -> None:
-        buffer.acquisition(day, customers, list_value, traits.favourite_category[customers])
-
     acquisition = -rng.integers(1, sim.config.history_days + 1, n_customers)
-    state = simulate_lives(sim.kernel, traits, acquisition, 0, rng, on_day=buffer.day, on_acquire=on_acquire)
+    state = simulate_lives(sim.kernel, traits, acquisition, 0, rng, on_day=buffer.day, on_acquire=buffer.acquisition)
     truth = pd.DataFrame({"user_id": user_ids, "acquisition_day": acquisition, "alive_at_start": state.alive, **asdict(traits)})
 
     decisions = []
@@ -178,7 +175,7 @@ def simulate_logs(
     decision_frame = pd.DataFrame(
         {
             "user_id": user_ids[customer[order]],
-            "ts": start + pd.to_timedelta(days[order], unit="D") + pd.Timedelta(minutes=_DECISION_MINUTE),
+            "ts": start + pd.to_timedelta(days[order], unit="D") + pd.Timedelta(minutes=DECISION_MINUTE),
             "offer_id": ids[actions[order]],
             "propensity": np.concatenate([d[2] for d in decisions])[order],
             "policy_id": policy.policy_id,

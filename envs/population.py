@@ -200,7 +200,8 @@ class DayOutcome:
         return self.list_value - self.discount
 
 
-T = TypeVar("T", CustomerTraits, CustomerState)
+T = TypeVar("T")
+"""A dataclass whose fields are per-customer arrays of the same length (traits, states, histories)."""
 
 
 def take(arrays: T, index: np.ndarray | slice) -> T:

@@ -2,6 +2,8 @@
 
 Slot ``i`` holds one customer; when that customer drops out or reaches the horizon, the slot is
 refilled from a pool of fresh customers whose histories were simulated in a batch (auto-reset).
+With an encoder observer, every customer also carries their event buffer and cached embedding, and the
+observation is the simulator's features followed by the encoder's.
 This is the only place SB3's list-of-dicts ``infos`` are built; :meth:`step_arrays` gives the
 same step as arrays for offerpilot's own evaluation code.
 """
@@ -9,7 +11,7 @@ same step as arrays for offerpilot's own evaluation code.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
@@ -18,11 +20,18 @@ from stable_baselines3.common.vec_env import VecEnv
 from offerpilot.envs.population import CustomerState, CustomerTraits, concat, put, take
 from offerpilot.envs.simulator import PopulationSimulator, SimulatorConfig, StepOutcome
 
+if TYPE_CHECKING:
+    from offerpilot.encoders.observer import EncoderObserver, EventHistory
+
 _INFO_KEYS = ("revenue", "discount", "send_cost", "margin_short", "margin_clv", "churned", "unsubscribed")
 
 
 class RetentionVecEnv(VecEnv):
-    """``n_envs`` customers stepped together; seeded by ``seed`` (or ``VecEnv.seed`` before reset)."""
+    """``n_envs`` customers stepped together; seeded by ``seed`` (or ``VecEnv.seed`` before reset).
+
+    :param encoder: an :class:`~offerpilot.encoders.observer.EncoderObserver` whose features are appended to
+        the observations (the simulator's draws, and so its customers and rewards, are the same either way).
+    """
 
     render_mode = None
 
@@ -32,36 +41,58 @@ class RetentionVecEnv(VecEnv):
         config: SimulatorConfig | None = None,
         seed: int | None = None,
         pool_size: int | None = None,
+        encoder: EncoderObserver | None = None,
     ) -> None:
         self.sim = PopulationSimulator(config)
-        obs_space = gym.spaces.Box(-np.inf, np.inf, shape=(self.sim.n_features,), dtype=np.float32)
+        self.encoder = encoder
+        n_features = self.sim.n_features + (len(encoder.feature_names) if encoder is not None else 0)
+        obs_space = gym.spaces.Box(-np.inf, np.inf, shape=(n_features,), dtype=np.float32)
         super().__init__(n_envs, obs_space, gym.spaces.Discrete(self.sim.catalog.n_actions))
         self.pool_size = pool_size or max(n_envs // 4, 256)
         self._rng = np.random.default_rng(seed)
-        self._pool: tuple[CustomerTraits, CustomerState] | None = None
+        self._pool: tuple[CustomerTraits, CustomerState, EventHistory | None] | None = None
         self._pool_next = 0
         self._traits: CustomerTraits | None = None
         self._state: CustomerState | None = None
+        self._history: EventHistory | None = None
         self._actions: np.ndarray | None = None
         self.customers_started = 0
         """Customers drawn so far (initial ones and replacements)."""
 
     # -- customers -------------------------------------------------------------------------------
-    def _draw(self, n: int) -> tuple[CustomerTraits, CustomerState]:
-        """``n`` fresh customers at day 0, taken from the pool (refilled in batches)."""
-        parts_t, parts_s = [], []
+    def _draw(self, n: int) -> tuple[CustomerTraits, CustomerState, EventHistory | None]:
+        """``n`` fresh customers at day 0 (and their event buffers), taken from the pool (refilled in batches)."""
+        parts: list[tuple] = []
         while n > 0:
             if self._pool is None or self._pool_next >= self._pool[1].n_customers:
-                self._pool = self.sim.new_customers(max(self.pool_size, n), self._rng)
+                self._pool = self._new_pool(max(self.pool_size, n))
                 self._pool_next = 0
             k = min(n, self._pool[1].n_customers - self._pool_next)
             block = slice(self._pool_next, self._pool_next + k)
-            parts_t.append(take(self._pool[0], block))
-            parts_s.append(take(self._pool[1], block))
+            parts.append(tuple(None if p is None else take(p, block) for p in self._pool))
             self._pool_next += k
             n -= k
-        self.customers_started += sum(p.n_customers for p in parts_s)
-        return concat(parts_t), concat(parts_s)
+        self.customers_started += sum(p[1].n_customers for p in parts)
+        traits, state, history = (None if p[0] is None else concat(list(p)) for p in zip(*parts))
+        return traits, state, history
+
+    def _new_pool(self, n: int) -> tuple[CustomerTraits, CustomerState, EventHistory | None]:
+        if self.encoder is None:
+            return (*self.sim.new_customers(n, self._rng), None)
+        history = self.encoder.empty(n)
+        on_day, on_acquire = self.encoder.recorders(history)
+        return (*self.sim.new_customers(n, self._rng, on_day=on_day, on_acquire=on_acquire), history)
+
+    def _observe(self, index: np.ndarray | slice = slice(None)) -> np.ndarray:
+        traits, state = take(self._traits, index), take(self._state, index)
+        obs = self.sim.observe(traits, state)
+        if self.encoder is None:
+            return obs
+        history = take(self._history, index) if isinstance(index, np.ndarray) else self._history
+        features = self.encoder.observe(history, state)
+        if isinstance(index, np.ndarray):
+            put(self._history, index, history)  # keep the embeddings just computed
+        return np.concatenate([obs, features], axis=1)
 
     # -- VecEnv API ------------------------------------------------------------------------------
     def reset(self) -> np.ndarray:
@@ -70,8 +101,8 @@ class RetentionVecEnv(VecEnv):
             self._rng = np.random.default_rng(seed)
             self._pool = None
         self._reset_seeds()
-        self._traits, self._state = self._draw(self.num_envs)
-        return self.sim.observe(self._traits, self._state)
+        self._traits, self._state, self._history = self._draw(self.num_envs)
+        return self._observe()
 
     def step_async(self, actions: np.ndarray) -> None:
         self._actions = np.asarray(actions).reshape(self.num_envs)
@@ -97,16 +128,19 @@ class RetentionVecEnv(VecEnv):
         """
         if self._state is None:
             raise RuntimeError("call reset() before step()")
-        self._state, out = self.sim.advance(self._traits, self._state, np.asarray(actions, np.int64), self._rng)
+        on_day = None if self.encoder is None else self.encoder.recorders(self._history)[0]
+        self._state, out = self.sim.advance(self._traits, self._state, np.asarray(actions, np.int64), self._rng, on_day=on_day)
         terminated, truncated = self.sim.done(self._state)
-        obs = self.sim.observe(self._traits, self._state)
+        obs = self._observe()
         done_idx = np.flatnonzero(terminated | truncated)
         terminal_obs = obs[done_idx].copy()
         if done_idx.size:
-            new_traits, new_state = self._draw(done_idx.size)
+            new_traits, new_state, new_history = self._draw(done_idx.size)
             put(self._traits, done_idx, new_traits)
             put(self._state, done_idx, new_state)
-            obs[done_idx] = self.sim.observe(new_traits, new_state)
+            if new_history is not None:
+                put(self._history, done_idx, new_history)
+            obs[done_idx] = self._observe(done_idx)
         return obs, out, terminated, truncated, terminal_obs
 
     def action_masks(self) -> np.ndarray:
@@ -121,6 +155,11 @@ class RetentionVecEnv(VecEnv):
     @property
     def traits(self) -> CustomerTraits:
         return self._traits
+
+    @property
+    def history(self) -> EventHistory | None:
+        """The live customers' event buffers and cached embeddings (with an encoder observer)."""
+        return self._history
 
     def close(self) -> None:
         self._pool = None
