@@ -26,13 +26,13 @@ class CustomerEncoderConfig(PretrainedConfig):
     amount_vocab_size: int = 15
     offer_vocab_size: int = 8
     gap_vocab_size: int = 22
-    hidden_size: int = 64
+    hidden_size: int = 32
     """Width of the events transformer."""
-    num_layers: int = 2
+    num_layers: int = 1
     """Transformer layers (events backbone)."""
-    num_heads: int = 4
+    num_heads: int = 2
     """Attention heads; must divide ``hidden_size``."""
-    intermediate_size: int = 256
+    intermediate_size: int = 64
     """Width of each layer's feed-forward block."""
     dropout: float = 0.1
     """Dropout on the embeddings and inside every layer (events backbone); off in ``eval()``."""

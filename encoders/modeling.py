@@ -33,7 +33,8 @@ all-padding row) pools to zeros, so their embedding is the projection's bias.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -220,7 +221,8 @@ class CustomerEncoderModel(PreTrainedModel):
             )
             # A row without events attends its first slot rather than nothing (which would give NaN).
             first_of_empty = (torch.arange(mask.shape[1], device=mask.device) == 0) & (n_kept == 0).unsqueeze(1)
-            hidden = self.encoder(self.embedding_dropout(x), src_key_padding_mask=~(mask | first_of_empty))
+            with _without_attention_fastpath():
+                hidden = self.encoder(self.embedding_dropout(x), src_key_padding_mask=~(mask | first_of_empty))
         else:
             extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}  # not every text model takes them
             hidden = self.text_model(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
@@ -281,6 +283,18 @@ class CustomerEncoderModel(PreTrainedModel):
 
 SEQUENCE_INPUTS = ("event_ids", "category_ids", "amount_ids", "offer_ids", "gap_ids", "input_ids", "token_type_ids", "attention_mask")
 """``forward`` inputs with a position axis, in ``_embed``'s argument order."""
+
+
+@contextmanager
+def _without_attention_fastpath() -> Iterator[None]:
+    """Run ``nn.MultiheadAttention`` through ``scaled_dot_product_attention`` in eval mode too: on CPU the
+    inference fast path's masked softmax made the events backbone about twice slower (scripts/bench_encoder.py)."""
+    enabled = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(enabled)
 
 
 def _text_backbone(path: str | None) -> PreTrainedModel:

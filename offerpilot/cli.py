@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--finetune-epochs", type=int, default=None, help="most fine-tuning epochs (early stopping may end sooner)")
     train.add_argument("--pretrain-epochs", type=int, default=None, help="masked-event pre-training epochs")
     train.add_argument("--embedding-dim", type=int, default=32, help="size of the customer embedding (default: %(default)s)")
+    train.add_argument("--hidden-size", type=int, default=None, help="width of the events transformer (default: the library's)")
+    train.add_argument("--num-layers", type=int, default=None, help="layers of the events transformer (default: the library's)")
+    train.add_argument("--num-heads", type=int, default=None, help="attention heads; must divide --hidden-size (default: the library's)")
     train.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     train.add_argument("--out", type=Path, required=True, help="run folder: model/, tensorboard/, metrics.json")
     train.set_defaults(run=_encoder_train)
@@ -299,9 +302,10 @@ def _encoder_train(args: argparse.Namespace) -> int:
     if len(users) < 50:
         raise ValueError(f"only {len(users)} customers have history before {as_of.date()}: too few to train on")
     labels = window_labels(events, as_of, args.window_days, users)
+    architecture = {k: getattr(args, k) for k in ("hidden_size", "num_layers", "num_heads") if getattr(args, k) is not None}
     config = EncoderTrainingConfig(
         backbone=args.backbone, finetune_epochs=args.finetune_epochs, pretrain_epochs=args.pretrain_epochs,
-        embedding_dim=args.embedding_dim, seed=args.seed,
+        embedding_dim=args.embedding_dim, seed=args.seed, **architecture,
     )
     print(f"training the {args.backbone} encoder on {len(users):,} customers: history before {as_of.date()}, "
           f"labels from the {args.window_days} days after")
