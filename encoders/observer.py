@@ -156,17 +156,21 @@ class EncoderObserver:
         """Append one event of ``kind`` to each of ``customers`` (distinct), dropping the oldest of full buffers."""
         if customers.size == 0:
             return
-        minute = np.broadcast_to(np.asarray(minute, np.int64), customers.shape)
         last = history.last_minute[customers]
-        gap_days = (minute - last) / MINUTES_PER_DAY  # meaningless where last is NEVER, replaced below
-        gap_id = np.where(last == NEVER, FIRST_EVENT_ID, 2 + np.searchsorted(self.tokenizer.time_edges, gap_days, side="right"))
-        full = customers[history.length[customers] >= self.max_len]
+        gap_id = 2 + np.searchsorted(self.tokenizer.time_edges, (minute - last) / MINUTES_PER_DAY, side="right")
+        gap_id[last == NEVER] = FIRST_EVENT_ID
+        length = history.length[customers]
+        full = customers[length >= self.max_len]
         if full.size:
             history.tokens[full, :, :-1] = history.tokens[full, :, 1:]
-        column = np.minimum(history.length[customers], self.max_len - 1)
-        values = np.broadcast_arrays(2 + _KIND[kind], category_id, amount_id, offer_id, gap_id, customers)[:-1]
-        history.tokens[customers, :, column] = np.stack(values, axis=1)
-        history.length[customers] = np.minimum(history.length[customers] + 1, self.max_len)
+        values = np.empty((customers.size, len(TOKEN_FIELDS)), np.int16)  # columns in TOKEN_FIELDS order
+        values[:, 0] = 2 + _KIND[kind]
+        values[:, 1] = category_id
+        values[:, 2] = amount_id
+        values[:, 3] = offer_id
+        values[:, 4] = gap_id
+        history.tokens[customers, :, np.minimum(length, self.max_len - 1)] = values
+        history.length[customers] = np.minimum(length + 1, self.max_len)
         history.last_minute[customers] = minute
         history.kind_minute[customers, _KIND[kind]] = minute
         history.stale[customers] = True
