@@ -230,7 +230,7 @@ class CustomerEncoderModel(PreTrainedModel):
         mean = hidden.masked_fill(~mask.unsqueeze(-1), 0.0).sum(1) / weights.sum(1).clamp_min(1.0)
         return hidden, self.projection(mean)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def encode(self, batch: HistoryBatch | Mapping[str, Any], batch_size: int = 256) -> EncodedCustomers:
         """Embeddings, churn probabilities and expected CLV of ``n`` customers, in eval mode, without gradients.
 
@@ -254,7 +254,7 @@ class CustomerEncoderModel(PreTrainedModel):
             self.train(was_training)
         return EncodedCustomers(pooled.numpy(), torch.sigmoid(churn_logit).float().cpu().numpy(), ziln_expected_value(clv_params).float().cpu().numpy())
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def embed(self, inputs: Mapping[str, Any], batch_size: int = 256) -> torch.Tensor:
         """(n, embedding_dim) float32 CPU embeddings of the histories in ``inputs`` (token arrays and
         ``attention_mask``, (n, L) each), in eval mode; the model's train/eval mode is restored afterwards.

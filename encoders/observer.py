@@ -115,7 +115,7 @@ class EncoderObserver:
         now = day.astype(np.int64)[:, None] * MINUTES_PER_DAY + DECISION_MINUTE
         return np.where(history.kind_minute == NEVER, np.nan, (now - history.kind_minute) / MINUTES_PER_DAY).astype(F32)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def observe(self, history: EventHistory, state: CustomerState) -> np.ndarray:
         """(n, len(feature_names)) float32 at the decision on ``state.day``: embeddings (recomputed for stale
         customers only), churn probability and ``log1p`` of expected CLV from the heads."""
