@@ -1,7 +1,7 @@
 """How well the default events encoder predicts churn and spend of held-out simulated customers.
 
 Run:  .venv/bin/python scripts/encoder_simulated.py [--train 20000] [--test 5000] [--window-days 90]
-          [--bootstrap 1000] [--threads 1] [--seed 0]
+          [--bootstrap 1000] [--threads 1] [--seed 0] [--hidden-size H --num-layers L --num-heads A --intermediate-size F]
 
 Two independent cohorts live their histories without offers (seeds ``seed`` and ``seed + 1``); the encoder is
 trained on the first (history before day 0 of the decision period, labels from the ``window-days`` after) with
@@ -48,12 +48,15 @@ def main() -> None:
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for training (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
+    for flag in ("hidden-size", "num-layers", "num-heads", "intermediate-size"):
+        parser.add_argument(f"--{flag}", type=int, default=None, help="encoder architecture (default: the library's)")
     args = parser.parse_args()
+    architecture = {k: v for k in ("hidden_size", "num_layers", "num_heads", "intermediate_size") if (v := getattr(args, k)) is not None}
     start = time.perf_counter()
     events, labels = cohort(args.train, args.seed, args.window_days)
     test_events, test_labels = cohort(args.test, args.seed + 1, args.window_days)
     with tempfile.TemporaryDirectory() as out_dir:
-        result = train_encoder(events, AS_OF, labels, EncoderTrainingConfig(seed=args.seed, num_threads=args.threads), out_dir)
+        result = train_encoder(events, AS_OF, labels, EncoderTrainingConfig(seed=args.seed, num_threads=args.threads, **architecture), out_dir)
         torch.set_num_threads(args.threads)
         encoded = result.model.encode(result.tokenizer.encode(test_events, AS_OF, user_ids=test_labels.user_ids))
     recency = days_since_purchase(test_events, test_labels)
