@@ -77,6 +77,7 @@ class RetentionVecEnv(VecEnv):
         return traits, state, history
 
     def _new_pool(self, n: int) -> tuple[CustomerTraits, CustomerState, EventHistory | None]:
+        """``n`` new customers with their histories simulated (recorded into event buffers with an encoder)."""
         if self.encoder is None:
             return (*self.sim.new_customers(n, self._rng), None)
         history = self.encoder.empty(n)
@@ -84,6 +85,7 @@ class RetentionVecEnv(VecEnv):
         return (*self.sim.new_customers(n, self._rng, on_day=on_day, on_acquire=on_acquire), history)
 
     def _observe(self, index: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """Observations of the slots at ``index``: the simulator's features, then the encoder's if any."""
         traits, state = take(self._traits, index), take(self._state, index)
         obs = self.sim.observe(traits, state)
         if self.encoder is None:
