@@ -3,7 +3,7 @@
 Events backbone, for tokens from :class:`~offerpilot.encoders.tokenizer.EventTokenizer` (shapes (n, L))::
 
     x_j = E_event[e_j] + E_category[c_j] + E_amount[a_j] + E_offer[o_j] + E_gap[g_j] + E_pos[r_j]
-    h   = TransformerEncoder(dropout(x), key_padding_mask = not attention_mask)    # pre-norm layers, final LayerNorm
+    h   = EventTransformer(dropout(x), keys = attention_mask)    # pre-norm layers, final LayerNorm
 
 where ``r_j`` is the event's recency rank (0 = the customer's most recent event), read from
 ``attention_mask``, so neither the padding side nor the amount of padding changes a customer's outputs.
@@ -12,10 +12,15 @@ Nothing in the tokens depends on the present moment: the embedding changes only 
 Text backbone, for a history rendered by ``EventTokenizer.render_text`` and tokenised by the text model's
 own tokenizer: ``h = AutoModel.from_pretrained(text_model_path)(input_ids, attention_mask).last_hidden_state``.
 
+The events backbone reads the customer from their newest event, whose hidden state attends over the whole
+history (so its last layer runs at that one position, see ``event_transformer.py``); the text backbone
+averages its tokens::
+
+    pooled             = W_p h_newest + b_p   or   W_p mean_{j: mask_j} h_j + b_p    (n, embedding_dim)
+
 Both then share the heads, which also read how long ago the customer's last event of each kind was
 (``elapsed_days``, see :func:`elapsed_features`)::
 
-    pooled             = W_p mean_{j: mask_j} h_j + b_p     (n, embedding_dim): the customer embedding
     z                  = GELU(W_z [pooled, elapsed_features] + b_z)         (n, embedding_dim)
     churn_logit        = w_c . z + b_c                       (n,)
     (logit, mu, raw)   = W_v z + b_v
@@ -33,8 +38,7 @@ all-padding row) pools to zeros, so their embedding is the projection's bias.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +50,7 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from offerpilot.encoders.configuration import CustomerEncoderConfig
+from offerpilot.encoders.event_transformer import EventTransformer
 from offerpilot.encoders.losses import ziln_expected_value, ziln_sigma
 from offerpilot.encoders.minilm import minilm_path
 from offerpilot.encoders.tokenizer import PAD_ID, HistoryBatch
@@ -120,10 +125,7 @@ class CustomerEncoderModel(PreTrainedModel):
             self.gap_embedding = nn.Embedding(config.gap_vocab_size, h, padding_idx=PAD_ID)
             self.position_embedding = nn.Embedding(config.max_len, h)
             self.embedding_dropout = nn.Dropout(config.dropout)
-            layer = nn.TransformerEncoderLayer(
-                h, config.num_heads, config.intermediate_size, config.dropout, activation="gelu", batch_first=True, norm_first=True
-            )
-            self.encoder = nn.TransformerEncoder(layer, config.num_layers, norm=nn.LayerNorm(h), enable_nested_tensor=False)
+            self.encoder = EventTransformer(h, config.num_layers, config.num_heads, config.intermediate_size, config.dropout)
             self.mlm_event_head = nn.Linear(h, config.event_vocab_size)
             self.mlm_amount_head = nn.Linear(h, config.amount_vocab_size)
             width = h
@@ -155,9 +157,6 @@ class CustomerEncoderModel(PreTrainedModel):
         elif isinstance(module, nn.LayerNorm):
             init.ones_(module.weight)
             init.zeros_(module.bias)
-        elif isinstance(module, nn.MultiheadAttention):  # its output projection is an nn.Linear, handled above
-            init.normal_(module.in_proj_weight, mean=0.0, std=std)
-            init.zeros_(module.in_proj_bias)
 
     def forward(
         self,
@@ -185,9 +184,9 @@ class CustomerEncoderModel(PreTrainedModel):
             raise ValueError("attention_mask is required: it tells real events (or text tokens) from padding")
         if elapsed_days is None:
             raise ValueError("elapsed_days is required: the heads read how long ago each kind of event was")
-        hidden, pooled = self._embed(event_ids, category_ids, amount_ids, offer_ids, gap_ids, input_ids, token_type_ids, attention_mask)
-        churn_logit, clv_params = self.predict(pooled, elapsed_days)
         mlm = output_mlm_logits and self.config.backbone == "events"
+        hidden, pooled = self._embed(event_ids, category_ids, amount_ids, offer_ids, gap_ids, input_ids, token_type_ids, attention_mask, every_position=mlm)
+        churn_logit, clv_params = self.predict(pooled, elapsed_days)
         return CustomerEncoderOutput(
             last_hidden_state=hidden,
             pooled=pooled,
@@ -203,32 +202,37 @@ class CustomerEncoderModel(PreTrainedModel):
         clv_raw = self.clv_head(z)
         return self.churn_head(z).squeeze(-1), torch.cat([clv_raw[:, :2], ziln_sigma(clv_raw[:, 2:])], dim=-1)
 
-    def _embed(self, event_ids, category_ids, amount_ids, offer_ids, gap_ids, input_ids, token_type_ids, attention_mask) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(last_hidden_state, pooled)``: the backbone and the mean-pooled projection."""
+    def _embed(
+        self, event_ids, category_ids, amount_ids, offer_ids, gap_ids, input_ids, token_type_ids, attention_mask, every_position: bool = False
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """``(last_hidden_state, pooled)``. Events backbone: pooled from the newest event's hidden state, and
+        ``last_hidden_state`` only if ``every_position`` (else ``None``: the last layer runs at the newest
+        event alone). Text backbone: the mean over tokens, and always ``last_hidden_state``."""
         mask = attention_mask.bool()
-        if self.config.backbone == "events":
-            n_kept = mask.sum(1)
-            if bool((n_kept > self.config.max_len).any()):
-                raise ValueError(f"a history has {int(n_kept.max())} events; this model reads at most max_len={self.config.max_len}")
-            recency = (mask.flip(1).long().cumsum(1).flip(1) - 1).clamp_min(0)  # 0 = the most recent event
-            x = (
-                self.event_embedding(event_ids)
-                + self.category_embedding(category_ids)
-                + self.amount_embedding(amount_ids)
-                + self.offer_embedding(offer_ids)
-                + self.gap_embedding(gap_ids)
-                + self.position_embedding(recency)
-            )
-            # A row without events attends its first slot rather than nothing (which would give NaN).
-            first_of_empty = (torch.arange(mask.shape[1], device=mask.device) == 0) & (n_kept == 0).unsqueeze(1)
-            with _without_attention_fastpath():
-                hidden = self.encoder(self.embedding_dropout(x), src_key_padding_mask=~(mask | first_of_empty))
-        else:
+        if self.config.backbone == "text":
             extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}  # not every text model takes them
             hidden = self.text_model(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
-        weights = mask.unsqueeze(-1).to(hidden.dtype)
-        mean = hidden.masked_fill(~mask.unsqueeze(-1), 0.0).sum(1) / weights.sum(1).clamp_min(1.0)
-        return hidden, self.projection(mean)
+            mean = hidden.masked_fill(~mask.unsqueeze(-1), 0.0).sum(1) / mask.sum(1, keepdim=True).clamp_min(1).to(hidden.dtype)
+            return hidden, self.projection(mean)
+        n_kept = mask.sum(1)
+        if bool((n_kept > self.config.max_len).any()):
+            raise ValueError(f"a history has {int(n_kept.max())} events; this model reads at most max_len={self.config.max_len}")
+        recency = (mask.flip(1).long().cumsum(1).flip(1) - 1).clamp_min(0)  # 0 = the most recent event
+        x = (
+            self.event_embedding(event_ids)
+            + self.category_embedding(category_ids)
+            + self.amount_embedding(amount_ids)
+            + self.offer_embedding(offer_ids)
+            + self.gap_embedding(gap_ids)
+            + self.position_embedding(recency)
+        )
+        empty = n_kept == 0
+        newest = torch.where(empty, 0, (mask & (recency == 0)).long().argmax(1))
+        # A row without events attends its first slot rather than nothing (which would give NaN), then pools to zeros.
+        key_mask = mask | ((torch.arange(mask.shape[1], device=mask.device) == 0) & empty.unsqueeze(1))
+        out = self.encoder(self.embedding_dropout(x), key_mask, newest, newest_only=not every_position)
+        at_newest = out if not every_position else out[torch.arange(len(out), device=out.device), newest]
+        return (out if every_position else None), self.projection(at_newest.masked_fill(empty.unsqueeze(1), 0.0))
 
     @torch.inference_mode()
     def encode(self, batch: HistoryBatch | Mapping[str, Any], batch_size: int = 256) -> EncodedCustomers:
@@ -283,18 +287,6 @@ class CustomerEncoderModel(PreTrainedModel):
 
 SEQUENCE_INPUTS = ("event_ids", "category_ids", "amount_ids", "offer_ids", "gap_ids", "input_ids", "token_type_ids", "attention_mask")
 """``forward`` inputs with a position axis, in ``_embed``'s argument order."""
-
-
-@contextmanager
-def _without_attention_fastpath() -> Iterator[None]:
-    """Run ``nn.MultiheadAttention`` through ``scaled_dot_product_attention`` in eval mode too: on CPU the
-    inference fast path's masked softmax made the events backbone about twice slower (scripts/bench_encoder.py)."""
-    enabled = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(False)
-    try:
-        yield
-    finally:
-        torch.backends.mha.set_fastpath_enabled(enabled)
 
 
 def _text_backbone(path: str | None) -> PreTrainedModel:

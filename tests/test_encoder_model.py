@@ -281,7 +281,7 @@ def test_the_embedding_ignores_the_passing_of_time_and_the_heads_read_it():
     np.testing.assert_array_equal(late.elapsed_days[seen] - early.elapsed_days[seen], 2.0)
     a, b = model.encode(early), model.encode(late)
     assert np.array_equal(a.embedding, b.embedding)
-    assert (np.abs(a.churn_probability - b.churn_probability) > 1e-4).all()
+    assert (np.abs(a.churn_probability - b.churn_probability) > 1e-5).all()
     with torch.no_grad():  # the heads alone, on the cached embedding, give what the full pass gives
         churn_logit, clv_params = model.predict(torch.as_tensor(a.embedding), torch.as_tensor(late.elapsed_days))
     np.testing.assert_allclose(torch.sigmoid(churn_logit).numpy(), b.churn_probability, rtol=1e-6)
