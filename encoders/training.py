@@ -28,10 +28,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -46,7 +43,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
-from offerpilot.atomic import write_text_atomic
+from offerpilot.atomic import atomic_directory, write_text_atomic
 from offerpilot.catalog import default_catalog
 from offerpilot.encoders.configuration import BACKBONES, CustomerEncoderConfig
 from offerpilot.encoders.inputs import history_inputs
@@ -545,30 +542,11 @@ def _check_model_target(model_dir: Path) -> None:
 
 
 def _save_atomic(model: CustomerEncoderModel, tokenizer: EventTokenizer, model_dir: Path) -> None:
-    """Write the model and tokenizer to ``model_dir`` all or nothing.
-
-    Both are written into a temporary folder beside it, which is then renamed into place (a previous model
-    is moved aside first and deleted last). On any error the temporary folder is removed and a previous model
-    is put back, so ``model_dir`` holds either the old complete model, the new one, or nothing.
-    """
+    """Write the model and tokenizer to ``model_dir`` all or nothing (see :func:`atomic_directory`)."""
     _check_model_target(model_dir)
-    model_dir.parent.mkdir(parents=True, exist_ok=True)
-    tag = uuid.uuid4().hex
-    tmp = model_dir.with_name(f".{model_dir.name}.{tag}.tmp")
-    old = model_dir.with_name(f".{model_dir.name}.{tag}.old")
-    try:
+    with atomic_directory(model_dir) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        if model_dir.exists():
-            os.rename(model_dir, old)
-        os.rename(tmp, model_dir)
-    except BaseException:
-        if old.exists() and not model_dir.exists():
-            os.rename(old, model_dir)
-        raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _json_ready(value: object) -> object:
