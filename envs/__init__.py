@@ -2,8 +2,8 @@
 
 from gymnasium.envs.registration import register, registry
 
-ENV_ID = "offerpilot/Retention-v0"
-"""Bump the version whenever the simulator's dynamics change."""
+ENV_ID = "offerpilot/Retention-v1"
+"""Bump the version whenever the simulator's dynamics change (v1: customers who drop out stay to the horizon)."""
 
 if ENV_ID not in registry:
     register(id=ENV_ID, entry_point="offerpilot.envs.retention_env:RetentionEnv", disable_env_checker=False)

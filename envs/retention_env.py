@@ -16,11 +16,11 @@ from offerpilot.envs.simulator import PopulationSimulator, SimulatorConfig
 
 
 class RetentionEnv(gym.Env):
-    """A customer from acquisition history to the end of the decision period (or dropout).
+    """A customer from acquisition history to the end of the decision period.
 
     Observation: the observer's features (float32). Action: an index into the offer catalog.
-    Reward: the day-weighted margin of the objective. ``terminated`` when the customer drops out
-    (latent, so only the episode's end reveals it), ``truncated`` at the horizon.
+    Reward: the day-weighted margin of the objective. ``terminated`` at the horizon, for every customer:
+    one who dropped out (latent: ``info["churned"]`` on the step it happened) stays to the end, as in a shop.
     ``action_masks()`` gives the legal actions (sb3-contrib's MaskablePPO calls it).
     """
 

@@ -114,10 +114,14 @@ class PopulationSimulator:
         return action_mask(state, self.catalog)
 
     def done(self, state: CustomerState) -> tuple[np.ndarray, np.ndarray]:
-        """(terminated, truncated): dropped out, or the decision period is over."""
-        truncated = state.day >= self.config.objective.horizon_days
-        terminated = ~state.alive
-        return terminated, truncated & ~terminated
+        """(terminated, truncated): the decision period is over, and never truncated.
+
+        A customer who dropped out stays until the end, as in a shop, which cannot see it happen: the policy
+        keeps deciding for them (messages still cost their send cost) and the objective ends at the horizon,
+        so nothing lies beyond it to bootstrap.
+        """
+        terminated = state.day >= self.config.objective.horizon_days
+        return terminated, np.zeros_like(terminated)
 
     def advance(
         self,

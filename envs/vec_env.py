@@ -1,11 +1,12 @@
 """Thousands of customers as one stable-baselines3 ``VecEnv``.
 
-Slot ``i`` holds one customer; when that customer drops out or reaches the horizon, the slot is
-refilled from a pool of fresh customers whose histories were simulated in a batch (auto-reset).
+Slot ``i`` holds one customer; when that customer reaches the horizon (those who dropped out stay until
+then, as in a shop, which cannot see it), the slot is refilled from a pool of fresh customers whose histories were simulated in a batch (auto-reset).
 With an encoder observer, every customer also carries their event buffer and cached embedding, and the
 observation is the simulator's features followed by the encoder's.
 This is the only place SB3's list-of-dicts ``infos`` are built; :meth:`step_arrays` gives the
-same step as arrays for offerpilot's own evaluation code.
+same step as arrays for offerpilot's own evaluation code. A customer's ``infos`` entry at the end of their
+decision period carries SB3's ``episode`` summary (return, decisions).
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ class RetentionVecEnv(VecEnv):
         self._state: CustomerState | None = None
         self._history: EventHistory | None = None
         self._actions: np.ndarray | None = None
+        self._episode_return = np.zeros(n_envs)
+        self._episode_length = np.zeros(n_envs, np.int64)
         self.customers_started = 0
         """Customers drawn so far (initial ones and replacements)."""
 
@@ -104,6 +107,8 @@ class RetentionVecEnv(VecEnv):
             self._pool = None
         self._reset_seeds()
         self._traits, self._state, self._history = self._draw(self.num_envs)
+        self._episode_return[:] = 0.0
+        self._episode_length[:] = 0
         return self._observe()
 
     def step_async(self, actions: np.ndarray) -> None:
@@ -114,9 +119,13 @@ class RetentionVecEnv(VecEnv):
         done = terminated | truncated
         columns = [getattr(out, k).tolist() for k in _INFO_KEYS]
         infos = [dict(zip(_INFO_KEYS, values)) for values in zip(*columns)]
+        self._episode_return += out.reward
+        self._episode_length += 1
         for j, i in enumerate(np.flatnonzero(done)):
             infos[i]["terminal_observation"] = terminal_obs[j]
-            infos[i]["TimeLimit.truncated"] = bool(truncated[i])
+            infos[i]["episode"] = {"r": float(self._episode_return[i]), "l": int(self._episode_length[i]), "t": 0.0}
+        self._episode_return[done] = 0.0
+        self._episode_length[done] = 0
         return obs, out.reward, done, infos
 
     def step_arrays(

@@ -8,6 +8,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from offerpilot.agents.train_config import OBSERVATIONS, TrainConfig
 from offerpilot.atomic import write_text_atomic
 from offerpilot.errors import DataError
 
@@ -126,6 +127,39 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--as-of", default=None, help="embed the history before this time (default: after the last event)")
     embed.add_argument("--out", type=Path, required=True, help="Parquet (or CSV) file to write")
     embed.set_defaults(run=_encoder_embed)
+
+    ppo = sub.add_parser("train", help="train a PPO policy on the simulator (MaskablePPO: caps and eligibility are masks)",
+                         description="Train which offer to send to whom and when with MaskablePPO on the batched "
+                         "simulator. Options come from the defaults, then --config (YAML or JSON with the same names, "
+                         "underscores for dashes), then the flags. The run folder receives config.json, tensorboard/, "
+                         "eval.csv (the learning curve on validation customers), checkpoint/ (resumable), "
+                         "best_policy/ and policy/.",
+                         epilog="A killed run continues with 'offerpilot train --out RUN --resume' "
+                         "(optionally with a larger --total-timesteps).")
+    ppo.add_argument("--out", type=Path, required=True, help="run folder")
+    ppo.add_argument("--config", type=Path, default=None, help="YAML or JSON file of training options")
+    ppo.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    ppo.add_argument("--observation", choices=OBSERVATIONS, default=None,
+                     help="what the policy sees: encoder (raw features + customer encoder, the default), raw, or "
+                     "latent (the simulator's hidden state: the oracle)")
+    ppo.add_argument("--encoder", default=None, help="encoder folder (RUN/model of 'offerpilot encoder train'); "
+                     "default: train one on simulated customers into OUT/encoder")
+    ppo.add_argument("--lam", type=float, default=None, help="0: 30-day margin only ... 1: 365-day CLV only (default: 0.5)")
+    ppo.add_argument("--discount-budget", type=float, default=None, help="most discount money per customer over the year "
+                     "(a Lagrangian penalty; default: no budget)")
+    for flag, kind, text in (("total-timesteps", int, "customer-decisions to train on"), ("n-envs", int, "customers simulated side by side"),
+                             ("n-steps", int, "decisions per customer slot per rollout"), ("batch-size", int, "PPO minibatch size"),
+                             ("n-epochs", int, "PPO epochs per rollout"), ("learning-rate", float, "Adam step size"),
+                             ("ent-coef", float, "entropy bonus"), ("gamma", float, "per-decision discount"),
+                             ("eval-every", int, "timesteps between validation runs (0: never)"),
+                             ("eval-customers", int, "validation customers"), ("checkpoint-every", int, "timesteps between checkpoints")):
+        default = getattr(TrainConfig, flag.replace("-", "_"))
+        ppo.add_argument(f"--{flag}", type=kind, default=None, help=f"{text} (default: {'a whole decision period' if default is None else default})")
+    ppo.add_argument("--population", default=None, help="population preset (default, cdnow) or JSON from 'offerpilot calibrate'")
+    ppo.add_argument("--seed", type=int, default=None, help="random seed (default: 0)")
+    ppo.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="auto: CUDA when present, else CPU (default: auto)")
+    ppo.add_argument("--no-progress", action="store_true", help="no progress bars")
+    ppo.set_defaults(run=_train)
 
     cal = sub.add_parser("calibrate", help="fit the population's purchase, dropout and spend model to a purchase log",
                          description="Fit Pareto/NBD (purchase and dropout heterogeneity) and Gamma-Gamma (spend) by "
@@ -363,6 +397,32 @@ def _print_table(rows: list[dict[str, str]]) -> None:
     print("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
     for r in rows:
         print("  ".join(r[h].ljust(w) for h, w in zip(headers, widths)))
+
+
+
+_TRAIN_OPTIONS = ("observation", "encoder", "lam", "discount_budget", "total_timesteps", "n_envs", "n_steps", "batch_size", "n_epochs",
+                  "learning_rate", "ent_coef", "gamma", "eval_every", "eval_customers", "checkpoint_every", "population", "seed", "device")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from offerpilot.agents.ppo_training import train_ppo
+
+    flags = {name: getattr(args, name) for name in _TRAIN_OPTIONS}
+    if args.resume:
+        changed = sorted(k for k, v in flags.items() if v is not None and k != "total_timesteps")
+        if changed or args.config is not None:
+            raise ValueError(f"--resume continues the run as configured in {args.out / 'config.json'}; only --total-timesteps may change (got {changed or ['--config']})")
+        config = TrainConfig.from_file(args.out / "config.json", total_timesteps=flags["total_timesteps"])
+    elif args.config is not None:
+        config = TrainConfig.from_file(args.config, **flags)
+    else:
+        config = TrainConfig().with_overrides(**flags)
+    result = train_ppo(config, args.out, resume=args.resume, progress=not args.no_progress)
+    line = f"trained {result.num_timesteps:,} timesteps; policy: {result.policy_dir}, best on validation: {result.best_policy_dir}"
+    if result.last_evaluation is not None:
+        line += f"\nvalidation ({result.last_evaluation.n_customers:,} customers): objective {result.last_evaluation.objective}, CLV {result.last_evaluation.clv}"
+    print(line)
+    return 0
 
 
 if __name__ == "__main__":

@@ -80,9 +80,9 @@ def test_sb3_check_env_passes_without_warnings():
 
 
 def test_gymnasium_make_builds_the_registered_env():
-    """``gymnasium.make("offerpilot/Retention-v0")`` gives a seeded, steppable RetentionEnv."""
+    """``gymnasium.make("offerpilot/Retention-v1")`` gives a seeded, steppable RetentionEnv."""
     env = gym.make(ENV_ID)
-    assert env.spec.id == ENV_ID == "offerpilot/Retention-v0"
+    assert env.spec.id == ENV_ID == "offerpilot/Retention-v1"
     assert isinstance(env.unwrapped, RetentionEnv)
     obs, info = env.reset(seed=0)
     assert obs.shape == (N_FEATURES,) and obs.dtype == np.float32 and env.observation_space.contains(obs)
@@ -184,50 +184,44 @@ def test_vec_env_infos_match_the_step_arrays():
 
 
 def test_vec_env_auto_resets_finished_customers():
-    """Finished slots get a fresh customer on day 0 (obs progress 0); terminal_observation holds the old one's last view."""
+    """Every customer stays the 53 decisions of the period (dropped out or not), then the slot gets a fresh
+    customer on day 0."""
     n = 256
     vec = RetentionVecEnv(n, seed=4)
     vec.reset()
     rng = np.random.default_rng(5)
-    day = vec.state.day.copy()
-    started = vec.customers_started
-    n_terminated = n_truncated = 0
-    refilled_alive = []
-    for _ in range(56):
+    first = vec.customers_started
+    alive_at_end = None
+    for step in range(1, 54):
+        alive_at_end = vec.state.alive.mean()
         _, _, terminated, truncated, _ = vec.step_arrays(random_legal(vec.action_masks(), rng))
-        done = terminated | truncated
-        assert np.all(vec.state.day[done] == 0)
-        assert np.all(vec.state.day[~done] == day[~done] + 7)
-        assert vec.customers_started == started + done.sum()
-        refilled_alive.extend(vec.state.alive[done])
-        started, day = vec.customers_started, vec.state.day.copy()
-        n_terminated += terminated.sum()
-        n_truncated += truncated.sum()
-    assert n_terminated > 100 and n_truncated > 10  # both ways an episode ends were exercised
-    assert 0.3 < np.mean(refilled_alive) < 0.8  # replacements are fresh draws, not the finished customers
+        assert not truncated.any()
+        assert terminated.all() == (step == 53) and terminated.any() == (step == 53)
+    assert np.all(vec.state.day == 0) and vec.customers_started == first + n
+    assert alive_at_end < 0.5 < vec.state.alive.mean() < 0.8  # replacements are fresh draws, not the finished customers
 
 
-def test_vec_env_sb3_step_reports_terminal_observations():
-    """Through SB3's ``step``: done slots have ``terminal_observation`` (last view, progress > 0) and the new obs shows day 0."""
+def test_vec_env_sb3_step_reports_terminal_observations_and_episodes():
+    """Through SB3's ``step``: at the horizon every slot has ``terminal_observation`` (its last view) and the new
+    obs shows day 0; ``episode`` holds the finished customer's return and decisions."""
     n = 256
     vec = RetentionVecEnv(n, seed=6)
     vec.reset()
     rng = np.random.default_rng(7)
-    seen_truncated = seen_terminated = 0
-    for _ in range(55):
-        obs, _, dones, infos = vec.step(random_legal(vec.action_masks(), rng))
+    returns = np.zeros(n)
+    for step in range(1, 54):
+        obs, rewards, dones, infos = vec.step(random_legal(vec.action_masks(), rng))
+        returns += rewards
+        assert dones.all() == (step == 53) and dones.any() == (step == 53)
         for i, info in enumerate(infos):
-            assert ("terminal_observation" in info) == bool(dones[i])
-            if dones[i]:
-                terminal = info["terminal_observation"]
-                assert terminal.shape == (N_FEATURES,) and terminal.dtype == np.float32
-                assert terminal[0] > 0 and obs[i, 0] == 0 and vec.state.day[i] == 0
-                if info["TimeLimit.truncated"]:
-                    assert terminal[0] >= 1.0  # reached the 365-day horizon
-                    seen_truncated += 1
-                else:
-                    seen_terminated += 1
-    assert seen_terminated > 100 and seen_truncated > 10
+            assert ("terminal_observation" in info) == ("episode" in info) == bool(dones[i])
+            assert "TimeLimit.truncated" not in info  # the objective ends at the horizon: nothing to bootstrap
+    for i, info in enumerate(infos):
+        terminal = info["terminal_observation"]
+        assert terminal.shape == (N_FEATURES,) and terminal.dtype == np.float32
+        assert terminal[0] >= 1.0 and obs[i, 0] == 0 and vec.state.day[i] == 0
+        np.testing.assert_allclose(info["episode"]["r"], returns[i], rtol=1e-5)
+        assert info["episode"]["l"] == 53
 
 
 # --- determinism ------------------------------------------------------------------------------
@@ -249,7 +243,7 @@ def test_env_same_seed_same_trajectory_different_seed_different():
 def test_vec_env_same_seed_same_trajectory_different_seed_different():
     """RetentionVecEnv: equal seeds (constructor or ``seed()``) reproduce obs, rewards and dones; different seeds differ."""
 
-    def run(vec: RetentionVecEnv, steps: int = 15):
+    def run(vec: RetentionVecEnv, steps: int = 55):
         rng = np.random.default_rng(0)
         obs = [vec.reset()]
         rewards, dones = [], []

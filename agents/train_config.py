@@ -1,0 +1,124 @@
+"""How ``offerpilot train`` trains a policy: one frozen config, from defaults, a YAML/JSON file and flags.
+
+Precedence: dataclass defaults < config file < command-line flags. The resolved config is written beside the
+run, so a run can be repeated (and resumed) from its folder alone.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from offerpilot.atomic import write_text_atomic
+
+OBSERVATIONS = ("encoder", "raw", "latent")
+"""What the policy sees: the raw features plus the customer encoder's features (default), the raw features
+alone, or the raw features plus the simulator's latent state (``latent``: the oracle only)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters of a PPO run on the batched simulator (MaskablePPO: caps and eligibility are masks)."""
+
+    total_timesteps: int = 3_000_000
+    """Customer-decisions to train on (one per slot per rollout step)."""
+    observation: str = "encoder"
+    """One of ``OBSERVATIONS``."""
+    encoder: str | None = None
+    """Folder of a trained customer encoder (``offerpilot encoder train``). ``None`` with ``observation="encoder"``:
+    one is trained first on simulated histories of the same population and kept in the run folder."""
+    population: str = "default"
+    """Population preset name or JSON file (``offerpilot calibrate``)."""
+    lam: float = 0.5
+    """Trade-off between 30-day margin (0) and 365-day discounted margin, the CLV (1)."""
+    discount_budget: float | None = None
+    """Most discount money per customer over the decision period; ``None``: no budget. Enforced by a
+    Lagrangian penalty on discounts whose multiplier rises while the budget is exceeded."""
+    budget_learning_rate: float = 0.05
+    """Step size of the budget multiplier per rollout, per unit of relative overspend."""
+    n_envs: int = 1024
+    """Customers simulated side by side (slots of the vectorised environment)."""
+    n_steps: int | None = None
+    """Decisions per slot in one rollout (``None``: a whole decision period, 53 weekly decisions, so every
+    rollout holds complete customer years and nothing is bootstrapped); a rollout is ``n_envs * n_steps``."""
+    batch_size: int = 8192
+    """Minibatch size of the PPO update."""
+    n_epochs: int = 4
+    learning_rate: float = 3e-4
+    gamma: float = 1.0
+    """Per-decision discount of PPO. The reward already discounts money day by day, and the objective is its
+    plain sum over the 365-day period, so 1 optimises exactly that."""
+    gae_lambda: float = 0.95
+    clip_range: float = 0.2
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    net_arch: tuple[int, ...] = (128, 128)
+    """Hidden layer widths of the policy and value networks (separate networks, same widths)."""
+    seed: int = 0
+    """Seeds the simulator, the network initialisation and the sampling of actions."""
+    device: str = "auto"
+    """``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda``."""
+    eval_every: int = 500_000
+    """Evaluate on validation customers every this many timesteps (0: never)."""
+    eval_customers: int = 4000
+    checkpoint_every: int = 500_000
+    """Write a resumable checkpoint every this many timesteps (and at the end)."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.observation not in OBSERVATIONS:
+            problems.append(f"observation must be one of {OBSERVATIONS}, got {self.observation!r}")
+        if not 0.0 <= self.lam <= 1.0:
+            problems.append(f"lam must be in [0, 1], got {self.lam}")
+        if self.discount_budget is not None and self.discount_budget < 0:
+            problems.append(f"discount_budget must be >= 0, got {self.discount_budget}")
+        for name in ("total_timesteps", "n_envs", "n_steps", "batch_size", "n_epochs", "eval_customers"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("eval_every", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.gamma <= 1.0 or not 0.0 <= self.gae_lambda <= 1.0:
+            problems.append("gamma and gae_lambda must be in [0, 1]")
+        if self.device not in ("auto", "cpu", "cuda"):
+            problems.append(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if not self.net_arch or any(int(w) < 1 for w in self.net_arch):
+            problems.append(f"net_arch must be positive layer widths, got {self.net_arch}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        object.__setattr__(self, "net_arch", tuple(int(w) for w in self.net_arch))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides: Any) -> TrainConfig:
+        """The config in a YAML or JSON file, with ``overrides`` (non-``None`` values) on top."""
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise ValueError(f"{path}: cannot read the training config: {e}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping of training options, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{path}: unknown training option(s) {unknown}; known: {sorted(known)}")
+        try:
+            return cls(**{**data, **{k: v for k, v in overrides.items() if v is not None}})
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{path}: {e}") from None
+
+    def with_overrides(self, **overrides: Any) -> TrainConfig:
+        """This config with the non-``None`` ``overrides`` applied (validated again)."""
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    def save(self, path: str | Path) -> None:
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
+

@@ -1,0 +1,97 @@
+"""Benchmark PPO training speed: offerpilot's MaskablePPO on the batched simulator against SB3's default PPO
+on CartPole-v1 with a DummyVecEnv of 8 envs, measured in the same run.
+
+Run:  .venv/bin/python scripts/bench_ppo.py [--timesteps 1000000] [--cartpole-timesteps 50000] [--threads N]
+          [--observations raw encoder] [--encoder DIR] [--json out.json]
+
+Each figure is environment steps (decisions) per second of wall time over the whole ``learn`` call: rollouts
+and updates together, with no evaluation or checkpoints. Without ``--encoder`` the encoder observation uses a
+freshly initialised default-size encoder (its weights do not change the cost).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from stable_baselines3 import PPO
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from offerpilot.agents.ppo_training import resolve_device, train_ppo
+from offerpilot.agents.train_config import TrainConfig
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_simulator import cpu_name  # noqa: E402
+
+
+def cartpole_steps_per_second(timesteps: int, seed: int) -> float:
+    """SB3's default PPO (n_steps 2048, batch 64, 10 epochs) on CartPole-v1, 8 envs in a DummyVecEnv, on CPU."""
+    env = make_vec_env("CartPole-v1", n_envs=8, seed=seed, vec_env_cls=DummyVecEnv)
+    model = PPO("MlpPolicy", env, seed=seed, device="cpu")
+    start = time.perf_counter()
+    model.learn(timesteps)
+    return model.num_timesteps / (time.perf_counter() - start)
+
+
+def fresh_encoder(folder: Path) -> str:
+    """A default-size events encoder with random weights, saved where ``TrainConfig.encoder`` can load it."""
+    from offerpilot.catalog import default_catalog
+    from offerpilot.encoders.configuration import CustomerEncoderConfig
+    from offerpilot.encoders.modeling import CustomerEncoderModel
+    from offerpilot.encoders.tokenizer import EventTokenizer
+    from offerpilot.envs.population import CATEGORIES
+
+    tokenizer = EventTokenizer(default_catalog().ids, CATEGORIES)
+    torch.manual_seed(0)
+    model = CustomerEncoderModel(CustomerEncoderConfig(**tokenizer.vocab_sizes()))
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def offerpilot_steps_per_second(observation: str, timesteps: int, encoder: str | None, seed: int, device: str) -> tuple[float, int]:
+    """Steps per second of ``train_ppo`` with the default config (no evaluation, checkpoints only at the end)."""
+    config = TrainConfig(observation=observation, encoder=encoder, total_timesteps=timesteps, eval_every=0, checkpoint_every=0, seed=seed, device=device)
+    with tempfile.TemporaryDirectory() as run:
+        start = time.perf_counter()
+        result = train_ppo(config, Path(run) / "run", progress=False)
+        return result.num_timesteps / (time.perf_counter() - start), result.num_timesteps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--timesteps", type=int, default=1_000_000, help="offerpilot timesteps per observation (default: %(default)s)")
+    parser.add_argument("--cartpole-timesteps", type=int, default=50_000, help="CartPole timesteps (default: %(default)s)")
+    parser.add_argument("--observations", nargs="+", choices=("raw", "encoder", "latent"), default=["raw", "encoder"])
+    parser.add_argument("--encoder", default=None, help="trained encoder folder (default: a fresh default-size one)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--device", default="auto", help="device of offerpilot's PPO (default: auto); CartPole runs on CPU")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    print(f"machine: {cpu_name()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, Python {platform.python_version()}, device {device}")
+    cartpole = cartpole_steps_per_second(args.cartpole_timesteps, args.seed)
+    print(f"SB3 PPO, CartPole-v1, DummyVecEnv of 8 envs:  {cartpole:10,.0f} steps/s")
+    figures = {"cartpole_steps_per_s": cartpole, "device": device, "threads": torch.get_num_threads()}
+    with tempfile.TemporaryDirectory() as folder:
+        encoder = args.encoder or (fresh_encoder(Path(folder) / "encoder") if "encoder" in args.observations else None)
+        for observation in args.observations:
+            rate, steps = offerpilot_steps_per_second(observation, args.timesteps, encoder if observation == "encoder" else None, args.seed, device)
+            figures[f"{observation}_steps_per_s"] = rate
+            print(f"offerpilot MaskablePPO, {observation:7s} observation:  {rate:10,.0f} steps/s = {rate / cartpole:5.1f}x CartPole ({steps:,} steps)")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
