@@ -115,7 +115,7 @@ def train_ppo(config: TrainConfig, run_dir: str | Path, resume: bool = False, pr
     observer = encoder_observer(config, run_dir, progress) if config.observation == "encoder" else None
     state = json.loads((checkpoint / "state.json").read_text()) if resume else {}
     done_steps = int(state.get("num_timesteps", 0))
-    env = RetentionVecEnv(config.n_envs, simulator_config(config), seed=config.seed + done_steps, encoder=observer)
+    env = RetentionVecEnv(config.n_envs, simulator_config(config), seed=config.seed + done_steps, encoder=observer, expected_reward=config.reward == "expected")
     n_steps = config.n_steps or env.sim.config.n_decisions
     budget = DiscountBudget(env, config.discount_budget, config.budget_learning_rate, state.get("budget_multiplier", 0.0)) if config.discount_budget is not None else None
     venv = VecNormalize(budget or env, norm_obs=True, norm_reward=True, gamma=config.gamma, clip_obs=10.0)

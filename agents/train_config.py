@@ -35,6 +35,10 @@ class TrainConfig:
     """Population preset name or JSON file (``offerpilot calibrate``)."""
     lam: float = 0.5
     """Trade-off between 30-day margin (0) and 365-day discounted margin, the CLV (1)."""
+    reward: str = "expected"
+    """``expected``: learn from each day's expected money given the customer's state and the offer (the same
+    expected return as the drawn money, with the purchase and spend draws averaged out); ``realised``: from the
+    drawn money. Evaluation always counts the drawn money."""
     discount_budget: float | None = None
     """Most discount money per customer over the decision period; ``None``: no budget. Enforced by a
     Lagrangian penalty on discounts whose multiplier rises while the budget is exceeded."""
@@ -73,6 +77,8 @@ class TrainConfig:
         problems = []
         if self.observation not in OBSERVATIONS:
             problems.append(f"observation must be one of {OBSERVATIONS}, got {self.observation!r}")
+        if self.reward not in ("expected", "realised"):
+            problems.append(f"reward must be 'expected' or 'realised', got {self.reward!r}")
         if not 0.0 <= self.lam <= 1.0:
             problems.append(f"lam must be in [0, 1], got {self.lam}")
         if self.discount_budget is not None and self.discount_budget < 0:

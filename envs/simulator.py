@@ -61,6 +61,7 @@ class StepOutcome:
     """Per-customer totals over one decision step. Shapes ``(n,)``, float32 money."""
 
     reward: np.ndarray
+    expected_reward: np.ndarray  # the reward with each day's purchase money replaced by its expectation (see DayKernel)
     margin_short: np.ndarray  # margin of days t < W (undiscounted)
     margin_clv: np.ndarray  # sum of gamma**t * margin over days t < H
     revenue: np.ndarray  # money paid by the customers
@@ -136,6 +137,7 @@ class PopulationSimulator:
         n = state.n_customers
         short = np.zeros(n, F32)
         clv = np.zeros(n, F32)
+        expected = np.zeros(n, F32)
         revenue = np.zeros(n, F32)
         discount = np.zeros(n, F32)
         send_cost = np.zeros(n, F32)
@@ -154,6 +156,7 @@ class PopulationSimulator:
             margin = objective.margin(out.list_value, out.discount, out.send_cost)
             short += margin * objective.short_weight(day)
             clv += margin * objective.clv_weight(day)
+            expected += objective.margin(out.expected_list_value, out.expected_discount, out.send_cost) * objective.reward_weight(day)
             revenue += out.revenue
             discount += out.discount
             send_cost += out.send_cost
@@ -166,6 +169,7 @@ class PopulationSimulator:
         reward = (F32(1) - lam) * short + lam * clv
         return state, StepOutcome(
             reward=reward,
+            expected_reward=expected,
             margin_short=short,
             margin_clv=clv,
             revenue=revenue,

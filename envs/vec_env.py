@@ -32,6 +32,8 @@ class RetentionVecEnv(VecEnv):
 
     :param encoder: an :class:`~offerpilot.encoders.observer.EncoderObserver` whose features are appended to
         the observations (the simulator's draws, and so its customers and rewards, are the same either way).
+    :param expected_reward: give SB3 ``StepOutcome.expected_reward`` (the same expected return, much less
+        noise) instead of the drawn money's ``reward``.
     """
 
     render_mode = None
@@ -43,9 +45,11 @@ class RetentionVecEnv(VecEnv):
         seed: int | None = None,
         pool_size: int | None = None,
         encoder: EncoderObserver | None = None,
+        expected_reward: bool = False,
     ) -> None:
         self.sim = PopulationSimulator(config)
         self.encoder = encoder
+        self.expected_reward = expected_reward
         n_features = self.sim.n_features + (len(encoder.feature_names) if encoder is not None else 0)
         obs_space = gym.spaces.Box(-np.inf, np.inf, shape=(n_features,), dtype=np.float32)
         super().__init__(n_envs, obs_space, gym.spaces.Discrete(self.sim.catalog.n_actions))
@@ -119,14 +123,15 @@ class RetentionVecEnv(VecEnv):
         done = terminated | truncated
         columns = [getattr(out, k).tolist() for k in _INFO_KEYS]
         infos = [dict(zip(_INFO_KEYS, values)) for values in zip(*columns)]
-        self._episode_return += out.reward
+        reward = out.expected_reward if self.expected_reward else out.reward
+        self._episode_return += reward
         self._episode_length += 1
         for j, i in enumerate(np.flatnonzero(done)):
             infos[i]["terminal_observation"] = terminal_obs[j]
             infos[i]["episode"] = {"r": float(self._episode_return[i]), "l": int(self._episode_length[i]), "t": 0.0}
         self._episode_return[done] = 0.0
         self._episode_length[done] = 0
-        return obs, out.reward, done, infos
+        return obs, reward, done, infos
 
     def step_arrays(
         self, actions: np.ndarray
