@@ -7,7 +7,7 @@ customers are independent).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -52,10 +52,13 @@ class PolicyEvaluation:
     objective: Estimate  # (1 - lam) * R_short + lam * CLV
     r_short: Estimate  # margin over the first W days
     clv: Estimate  # discounted margin over the horizon
+    revenue_short: Estimate  # money paid over the first W days
     revenue: Estimate  # money paid over the horizon, undiscounted
     retention: dict[int, Estimate]  # share still active at day d
     offers_sent: Estimate
     discount_spend: Estimate
+    per_customer: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+    """Per-customer totals (``objective``, ``clv``, ``r_short``) for paired comparisons on the same customers."""
 
     def row(self) -> dict[str, str]:
         row = {"policy": self.policy_id, "R_short": str(self.r_short), "CLV": str(self.clv)}
@@ -85,7 +88,7 @@ def evaluate_policy(
         on_day, on_acquire = encoder.recorders(history)
     traits, state = sim.new_customers(n_customers, rng, on_day=on_day, on_acquire=on_acquire)
     horizon = sim.config.objective.horizon_days
-    totals = {k: np.zeros(n_customers) for k in ("objective", "short", "clv", "revenue", "sent", "discount")}
+    totals = {k: np.zeros(n_customers) for k in ("objective", "short", "clv", "revenue_short", "revenue", "sent", "discount")}
     # Day each customer dropped out on: -1 for those gone before decisions began, horizon if never.
     dropout_day = np.where(state.alive, horizon, -1)
     for _ in tqdm(range(sim.config.n_decisions), desc=f"evaluating {policy.policy_id}", disable=not progress):
@@ -99,6 +102,7 @@ def evaluate_policy(
         totals["short"] += out.margin_short
         totals["clv"] += out.margin_clv
         totals["revenue"] += out.revenue
+        totals["revenue_short"] += out.revenue_short
         totals["sent"] += out.sent
         totals["discount"] += out.discount
     return PolicyEvaluation(
@@ -108,8 +112,10 @@ def evaluate_policy(
         objective=Estimate.of(totals["objective"]),
         r_short=Estimate.of(totals["short"]),
         clv=Estimate.of(totals["clv"]),
+        revenue_short=Estimate.of(totals["revenue_short"]),
         revenue=Estimate.of(totals["revenue"]),
         retention={d: Estimate.of(dropout_day >= d) for d in RETENTION_DAYS if d <= horizon},  # alive on day d
         offers_sent=Estimate.of(totals["sent"]),
         discount_spend=Estimate.of(totals["discount"]),
+        per_customer={"objective": totals["objective"], "clv": totals["clv"], "r_short": totals["short"]},
     )

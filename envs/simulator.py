@@ -65,6 +65,7 @@ class StepOutcome:
     margin_short: np.ndarray  # margin of days t < W (undiscounted)
     margin_clv: np.ndarray  # sum of gamma**t * margin over days t < H
     revenue: np.ndarray  # money paid by the customers
+    revenue_short: np.ndarray  # money paid on days t < W
     discount: np.ndarray
     send_cost: np.ndarray
     purchases: np.ndarray  # int16
@@ -139,6 +140,7 @@ class PopulationSimulator:
         clv = np.zeros(n, F32)
         expected = np.zeros(n, F32)
         revenue = np.zeros(n, F32)
+        revenue_short = np.zeros(n, F32)
         discount = np.zeros(n, F32)
         send_cost = np.zeros(n, F32)
         purchases = np.zeros(n, np.int16)
@@ -158,6 +160,7 @@ class PopulationSimulator:
             clv += margin * objective.clv_weight(day)
             expected += objective.margin(out.expected_list_value, out.expected_discount, out.send_cost) * objective.reward_weight(day)
             revenue += out.revenue
+            revenue_short += out.revenue * objective.short_weight(day)
             discount += out.discount
             send_cost += out.send_cost
             purchases += out.purchased
@@ -173,6 +176,7 @@ class PopulationSimulator:
             margin_short=short,
             margin_clv=clv,
             revenue=revenue,
+            revenue_short=revenue_short,
             discount=discount,
             send_cost=send_cost,
             purchases=purchases,

@@ -8,6 +8,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from offerpilot.agents.comparison import BASELINE_NAMES, HELD_OUT_SEED, TUNING_SEEDS
 from offerpilot.agents.train_config import OBSERVATIONS, TrainConfig
 from offerpilot.atomic import write_text_atomic
 from offerpilot.errors import DataError
@@ -160,6 +161,27 @@ def build_parser() -> argparse.ArgumentParser:
     ppo.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="auto: CUDA when present, else CPU (default: auto)")
     ppo.add_argument("--no-progress", action="store_true", help="no progress bars")
     ppo.set_defaults(run=_train)
+
+    ev = sub.add_parser("evaluate", help="compare trained policies, baselines and the oracle on held-out simulated customers",
+                        description="Evaluate every trained run (its best policy on validation customers), the tuned "
+                        "baselines and an oracle run (trained with --observation latent) on the same held-out "
+                        "customers. Writes evaluation.md (per-customer means with 95%% CIs, and each policy's share "
+                        "of the oracle's CLV gain over no offer), evaluation.json and PNG plots (CLV by policy, "
+                        "30-day revenue vs CLV frontier, learning curves).")
+    ev.add_argument("--runs", type=Path, nargs="*", default=[], help="training run folders ('offerpilot train --out'); "
+                    "an oracle is a run trained on --observation latent")
+    ev.add_argument("--baselines", nargs="*", default=list(BASELINE_NAMES), choices=BASELINE_NAMES,
+                    help="baselines to tune and include (default: all)")
+    ev.add_argument("--encoder", type=Path, default=None, help="encoder folder for churn_threshold (default: the first "
+                    "encoder-observation run's)")
+    ev.add_argument("--customers", type=int, default=50_000, help="held-out customers per policy (default: %(default)s)")
+    ev.add_argument("--seed", type=int, default=HELD_OUT_SEED, help="seed of the held-out customers (default: %(default)s)")
+    ev.add_argument("--tuning-customers", type=int, default=20_000, help="customers per tuning seed (default: %(default)s)")
+    ev.add_argument("--lam", type=float, default=0.5, help="the objective's trade-off for the table and tuning (default: %(default)s)")
+    ev.add_argument("--population", default="default", help="population preset or JSON (default: %(default)s)")
+    ev.add_argument("--out", type=Path, required=True, help="report folder")
+    ev.add_argument("--no-progress", action="store_true", help="no progress bars")
+    ev.set_defaults(run=_evaluate)
 
     cal = sub.add_parser("calibrate", help="fit the population's purchase, dropout and spend model to a purchase log",
                          description="Fit Pareto/NBD (purchase and dropout heterogeneity) and Gamma-Gamma (spend) by "
@@ -422,6 +444,35 @@ def _train(args: argparse.Namespace) -> int:
     if result.last_evaluation is not None:
         line += f"\nvalidation ({result.last_evaluation.n_customers:,} customers): objective {result.last_evaluation.objective}, CLV {result.last_evaluation.clv}"
     print(line)
+    return 0
+
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from offerpilot.agents.comparison import arena_for, compare, load_run, tuned_baselines
+    from offerpilot.agents.comparison_plots import plot_clv_by_policy, plot_frontier, plot_learning_curves
+
+    runs = [load_run(r) for r in args.runs]
+    names = [c.name for c in runs]
+    runs = [load_run(r, f"{c.name} #{names[:i].count(c.name) + 1}") if names.count(c.name) > 1 else c for i, (r, c) in enumerate(zip(args.runs, runs))]
+    encoder = args.encoder or next((c.encoder_dir for c in runs if c.encoder_dir is not None), None)
+    baselines = tuple(args.baselines)
+    if "churn_threshold" in baselines and encoder is None:
+        raise ValueError("the churn_threshold baseline reads the encoder's churn probability: pass --encoder, a run trained on encoder features, or leave it out of --baselines")
+    arena = arena_for(args.lam, args.population)
+    contenders = tuned_baselines(arena, baselines, encoder, args.tuning_customers) + runs
+    comparison = compare(arena, contenders, args.customers, args.seed, progress=not args.no_progress)
+    args.out.mkdir(parents=True, exist_ok=True)
+    tuned = {c.name: c.params for c in contenders if c.params}
+    header = (f"{args.customers:,} held-out customers (seed {args.seed}), objective lam {args.lam}, population {args.population}; "
+              f"baselines tuned on seeds {list(TUNING_SEEDS)}: {json.dumps(tuned)}\n\n")
+    write_text_atomic(args.out / "evaluation.md", header + comparison.markdown())
+    write_text_atomic(args.out / "evaluation.json", comparison.to_json())
+    plot_clv_by_policy(comparison, args.out / "clv_by_policy.png")
+    plot_frontier(comparison, args.out / "frontier.png")
+    plot_learning_curves(comparison, args.out / "learning_curves.png")
+    print(header + comparison.markdown())
+    print(f"report: {args.out}")
     return 0
 
 

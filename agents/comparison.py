@@ -1,0 +1,194 @@
+"""Every policy on the same held-out customers: what ``offerpilot evaluate`` reports.
+
+Trained policies come from their run folders (``best_policy/``: chosen on validation customers) and are
+evaluated through the observation they were trained on: raw features, raw plus the customer encoder's, or the
+simulator's latent state (the oracle). Baselines are tuned first, on training seeds of their own, with the same
+objective. Every policy then meets the same customers (one seed draws them, whatever the policy sees), so
+differences between policies are paired per customer; the oracle's gain over "no offer" is the yardstick of
+what a policy achieves.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from offerpilot.agents.baselines import FITTED_BASELINES, make_baseline
+from offerpilot.agents.evaluation import PolicyEvaluation, evaluate_policy
+from offerpilot.agents.policy import Policy
+from offerpilot.agents.ppo_policy import PPOPolicy
+from offerpilot.agents.tuning import DEFAULT_GRIDS, tune
+from offerpilot.envs.objective import ObjectiveConfig
+from offerpilot.envs.simulator import PopulationSimulator, SimulatorConfig
+
+HELD_OUT_SEED = 2_000_003
+"""Default seed of the evaluation cohort: never a training, validation or tuning seed."""
+TUNING_SEEDS = (101, 102)
+"""Seeds on which baselines are tuned and fitted (training seeds: never the held-out cohort's)."""
+BASELINE_NAMES = ("no_offer", "uniform", "recency_rule", "fixed_schedule", "churn_threshold", "uplift", "myopic")
+
+
+@dataclass(frozen=True)
+class Contender:
+    """A policy and how it sees customers: ``raw``, ``encoder`` (needs ``encoder_dir``) or ``latent``."""
+
+    name: str
+    policy: Policy
+    observation: str = "raw"
+    encoder_dir: Path | None = None
+    lam: float | None = None
+    """The trade-off a trained policy was trained for (for the frontier), ``None`` for baselines."""
+    run_dir: Path | None = None
+    params: dict[str, Any] | None = None
+    """Tuned parameters of a baseline."""
+
+
+def load_run(run_dir: str | Path, name: str | None = None) -> Contender:
+    """The best validated policy of a training run, with the observation it was trained on."""
+    run_dir = Path(run_dir)
+    folder = run_dir / "best_policy" if (run_dir / "best_policy").is_dir() else run_dir / "policy"
+    policy = PPOPolicy.load(folder)
+    observation = policy.metadata.get("observation", "raw")
+    encoder = policy.metadata.get("encoder")
+    encoder_dir = None if encoder is None else (Path(encoder) if Path(encoder).is_absolute() else run_dir / encoder)
+    label = name or ("oracle" if observation == "latent" else f"ppo ({observation}, lam {policy.metadata.get('lam')})")
+    policy.policy_id = label
+    return Contender(label, policy, observation, encoder_dir, policy.metadata.get("lam"), run_dir)
+
+
+def encoder_observer(encoder_dir: Path, sim: PopulationSimulator):
+    """The encoder observer of an encoder folder (cached per folder by the caller)."""
+    from offerpilot.encoders.observer import EncoderObserver
+    from offerpilot.encoders.training import load_encoder
+
+    model, tokenizer = load_encoder(encoder_dir)
+    return EncoderObserver(model, tokenizer, sim.catalog)
+
+
+class Arena:
+    """One simulated business (``config`` with the objective's ``lam``) and the observers policies need."""
+
+    def __init__(self, config: SimulatorConfig) -> None:
+        self.config = config
+        self.raw = PopulationSimulator(config)
+        self.latent = PopulationSimulator(replace(config, observer="latent"))
+        self._encoders: dict[Path, Any] = {}
+
+    def evaluate(self, contender: Contender, n_customers: int, seed: int, progress: bool = False) -> PolicyEvaluation:
+        sim = self.latent if contender.observation == "latent" else self.raw
+        observer = self.observer(contender.encoder_dir) if contender.observation == "encoder" else None
+        deterministic = contender.run_dir is not None  # a trained policy acts on its mode; baselines as they are defined
+        return evaluate_policy(sim, contender.policy, n_customers, seed, deterministic=deterministic, progress=progress, encoder=observer)
+
+    def observer(self, encoder_dir: Path | None):
+        if encoder_dir is None:
+            raise ValueError("a policy on encoder features needs an encoder folder (--encoder, or a run trained on one)")
+        key = Path(encoder_dir).resolve()
+        if key not in self._encoders:
+            self._encoders[key] = encoder_observer(key, self.raw)
+        return self._encoders[key]
+
+
+def tuned_baselines(arena: Arena, names: tuple[str, ...], encoder_dir: Path | None, n_customers: int, seeds: tuple[int, ...] = TUNING_SEEDS) -> list[Contender]:
+    """The named baselines, their parameters tuned (grid search) or their models fitted on ``seeds``."""
+    from offerpilot.agents.baselines import fit_reward_model_policy
+
+    contenders = []
+    for name in names:
+        needs_encoder = name == "churn_threshold"
+        observation = "encoder" if needs_encoder else "raw"
+        feature_names = arena.raw.observer.feature_names + (arena.observer(encoder_dir).feature_names if needs_encoder else ())
+        if name in FITTED_BASELINES:
+            policy = fit_reward_model_policy(name, arena.raw, n_customers, seeds[0])
+            contenders.append(Contender(name, policy, "raw"))
+            continue
+        params: dict[str, Any] = {}
+        if name in DEFAULT_GRIDS:
+            def evaluate(sim, policy, n, seed, _observation=observation):
+                return arena.evaluate(Contender(name, policy, _observation, encoder_dir), n, seed)
+
+            result = tune(lambda **p: make_baseline(name, arena.raw.catalog, feature_names, **p), DEFAULT_GRIDS[name], arena.raw, n_customers, seeds, evaluate=evaluate)
+            params = result.best_params
+        contenders.append(Contender(name, make_baseline(name, arena.raw.catalog, feature_names, **params), observation, encoder_dir if needs_encoder else None, params=params))
+    return contenders
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The evaluations of every contender on one cohort, and each one's share of the oracle's gain."""
+
+    contenders: tuple[Contender, ...]
+    evaluations: tuple[PolicyEvaluation, ...]
+    oracle_share: dict[str, tuple[float, float, float]]
+    """Name -> (share, low, high): (policy - no offer) / (oracle - no offer) in CLV, 95 % paired bootstrap."""
+
+    def rows(self) -> list[dict[str, Any]]:
+        rows = []
+        for c, e in zip(self.contenders, self.evaluations):
+            row = {
+                "policy": c.name,
+                "objective": e.objective,
+                "revenue_30d": e.revenue_short,
+                "CLV": e.clv,
+                **{f"retained_{d}d": v for d, v in e.retention.items()},
+                "offers_sent": e.offers_sent,
+                "discount_spend": e.discount_spend,
+            }
+            if c.name in self.oracle_share:
+                row["oracle_gain_share"] = self.oracle_share[c.name]
+            rows.append(row)
+        return rows
+
+    def markdown(self) -> str:
+        """The table: mean [95 % CI] per customer; shares of the oracle's CLV gain with their paired intervals."""
+        rows = self.rows()
+        header = [k for k in rows[0] if k != "oracle_gain_share"] + (["share of oracle gain"] if self.oracle_share else [])
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for row in rows:
+            cells = [row["policy"]] + [_cell(row[k]) for k in header[1:] if k != "share of oracle gain"]
+            if self.oracle_share:
+                share = row.get("oracle_gain_share")
+                cells.append("" if share is None else f"{share[0]:.0%} [{share[1]:.0%}, {share[2]:.0%}]")
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines) + "\n"
+
+    def to_json(self) -> str:
+        def plain(v: Any) -> Any:
+            if hasattr(v, "mean") and hasattr(v, "low"):
+                return {"mean": v.mean, "low": float(v.low), "high": float(v.high)}
+            return list(v) if isinstance(v, tuple) else v
+
+        return json.dumps([{k: plain(v) for k, v in row.items()} for row in self.rows()], indent=2) + "\n"
+
+
+def _cell(estimate: Any) -> str:
+    return f"{estimate.mean:.3f} [{float(estimate.low):.3f}, {float(estimate.high):.3f}]"
+
+
+def compare(arena: Arena, contenders: list[Contender], n_customers: int, seed: int = HELD_OUT_SEED, n_boot: int = 500, progress: bool = True) -> Comparison:
+    """Evaluate every contender on the same ``n_customers`` (drawn by ``seed``); oracle shares if both an oracle
+    (latent observation) and ``no_offer`` are among them."""
+    evaluations = tuple(arena.evaluate(c, n_customers, seed, progress) for c in contenders)
+    by_name = {c.name: e for c, e in zip(contenders, evaluations)}
+    oracle = next((e for c, e in zip(contenders, evaluations) if c.observation == "latent"), None)
+    shares = {}
+    if oracle is not None and "no_offer" in by_name:
+        base, top = by_name["no_offer"].per_customer["clv"], oracle.per_customer["clv"]
+        rng = np.random.default_rng(seed)
+        draws = [rng.integers(0, n_customers, n_customers) for _ in range(n_boot)]
+        for c, e in zip(contenders, evaluations):
+            values = e.per_customer["clv"]
+            share = (values.mean() - base.mean()) / (top.mean() - base.mean())
+            boot = np.array([(values[i].mean() - base[i].mean()) / (top[i].mean() - base[i].mean()) for i in draws])
+            shares[c.name] = (float(share), float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975)))
+    return Comparison(tuple(contenders), evaluations, shares)
+
+
+def arena_for(lam: float, population: str = "default") -> Arena:
+    from offerpilot.envs.presets import load_population
+
+    return Arena(SimulatorConfig(population=load_population(population), objective=ObjectiveConfig(lam=lam)))

@@ -1,0 +1,59 @@
+"""``offerpilot evaluate``: every policy through the same path, on the same customers, with the oracle's yardstick."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from offerpilot.agents.baselines import NoOfferPolicy
+from offerpilot.agents.evaluation import evaluate_policy
+from offerpilot.agents.ppo_policy import PPOPolicy
+from offerpilot.agents.ppo_training import train_ppo
+from offerpilot.agents.train_config import TrainConfig
+from offerpilot.cli import main
+from offerpilot.envs.simulator import PopulationSimulator, SimulatorConfig
+
+TINY = {"n_envs": 64, "total_timesteps": 64 * 53, "eval_every": 0, "checkpoint_every": 0, "net_arch": (16,)}
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    root = tmp_path_factory.mktemp("compare")
+    train_ppo(TrainConfig(observation="raw", **TINY), root / "raw", progress=False)
+    train_ppo(TrainConfig(observation="latent", **TINY), root / "oracle", progress=False)
+    code = main(["evaluate", "--runs", str(root / "raw"), str(root / "oracle"), "--baselines", "no_offer", "uniform", "fixed_schedule",
+                 "--customers", "3000", "--seed", "77", "--tuning-customers", "1000", "--out", str(root / "report"), "--no-progress"])
+    assert code == 0
+    return root
+
+
+def test_report_has_every_policy_its_files_and_the_oracle_yardstick(report):
+    rows = {r["policy"]: r for r in json.loads((report / "report" / "evaluation.json").read_text())}
+    assert set(rows) == {"no_offer", "uniform", "fixed_schedule", "ppo (raw, lam 0.5)", "oracle"}
+    assert rows["oracle"]["oracle_gain_share"][0] == pytest.approx(1.0)
+    assert rows["no_offer"]["oracle_gain_share"][0] == pytest.approx(0.0)
+    assert rows["uniform"]["offers_sent"]["mean"] > 30  # sampled, not its mode
+    for name in ("clv_by_policy.png", "frontier.png", "evaluation.md"):
+        assert (report / "report" / name).stat().st_size > 1000
+    assert not (report / "report" / "learning_curves.png").exists()  # these runs never evaluated on validation
+    table = (report / "report" / "evaluation.md").read_text()
+    assert "| oracle |" in table and '"fixed_schedule": {"offer"' in table
+
+
+def test_the_report_equals_direct_evaluations_on_the_same_customers(report):
+    rows = {r["policy"]: r for r in json.loads((report / "report" / "evaluation.json").read_text())}
+    direct = evaluate_policy(PopulationSimulator(), NoOfferPolicy(), 3000, 77)
+    assert rows["no_offer"]["CLV"]["mean"] == pytest.approx(direct.clv.mean, rel=1e-12)
+    oracle = evaluate_policy(PopulationSimulator(SimulatorConfig(observer="latent")), PPOPolicy.load(report / "oracle" / "policy"), 3000, 77, deterministic=True)
+    assert rows["oracle"]["CLV"]["mean"] == pytest.approx(oracle.clv.mean, rel=1e-12)
+    share = (rows["uniform"]["CLV"]["mean"] - direct.clv.mean) / (oracle.clv.mean - direct.clv.mean)
+    assert rows["uniform"]["oracle_gain_share"][0] == pytest.approx(share, rel=1e-9)
+    low, high = rows["uniform"]["oracle_gain_share"][1:]
+    assert low < share < high and np.isfinite([low, high]).all()
+
+
+def test_churn_threshold_without_an_encoder_is_a_clear_error(tmp_path, capsys):
+    assert main(["evaluate", "--baselines", "churn_threshold", "--out", str(tmp_path / "r")]) == 2
+    assert "churn_threshold baseline reads the encoder's churn probability" in capsys.readouterr().err
