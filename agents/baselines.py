@@ -179,6 +179,9 @@ ENCODER_BASELINES = ("churn_threshold",)
 FITTED_BASELINES = ("uplift", "myopic")
 """Baselines fitted to randomised simulator logs: build them with :func:`fit_reward_model_policy`."""
 
+COMPARED_BASELINES = ("no_offer", "uniform", "recency_rule", "fixed_schedule", "churn_threshold", "uplift", "myopic")
+"""The baselines ``offerpilot evaluate`` tunes and compares by default."""
+
 REWARD_MODEL_HORIZON_DAYS = {"uplift": 30, "myopic": None}
 """Days of margin each fitted baseline maximises; ``None``: one decision window."""
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from offerpilot.agents.baselines import FITTED_BASELINES, make_baseline
+from offerpilot.agents.seeds import HELD_OUT_SEED, TUNING_SEEDS
 from offerpilot.agents.evaluation import PolicyEvaluation, evaluate_policy
 from offerpilot.agents.policy import Policy
 from offerpilot.agents.ppo_policy import PPOPolicy
@@ -25,11 +26,6 @@ from offerpilot.agents.tuning import DEFAULT_GRIDS, tune
 from offerpilot.envs.objective import ObjectiveConfig
 from offerpilot.envs.simulator import PopulationSimulator, SimulatorConfig
 
-HELD_OUT_SEED = 2_000_003
-"""Default seed of the evaluation cohort: never a training, validation or tuning seed."""
-TUNING_SEEDS = (101, 102)
-"""Seeds on which baselines are tuned and fitted (training seeds: never the held-out cohort's)."""
-BASELINE_NAMES = ("no_offer", "uniform", "recency_rule", "fixed_schedule", "churn_threshold", "uplift", "myopic")
 
 
 @dataclass(frozen=True)
@@ -60,15 +56,6 @@ def load_run(run_dir: str | Path, name: str | None = None) -> Contender:
     return Contender(label, policy, observation, encoder_dir, policy.metadata.get("lam"), run_dir)
 
 
-def encoder_observer(encoder_dir: Path, sim: PopulationSimulator):
-    """The encoder observer of an encoder folder (cached per folder by the caller)."""
-    from offerpilot.encoders.observer import EncoderObserver
-    from offerpilot.encoders.training import load_encoder
-
-    model, tokenizer = load_encoder(encoder_dir)
-    return EncoderObserver(model, tokenizer, sim.catalog)
-
-
 class Arena:
     """One simulated business (``config`` with the objective's ``lam``) and the observers policies need."""
 
@@ -89,7 +76,9 @@ class Arena:
             raise ValueError("a policy on encoder features needs an encoder folder (--encoder, or a run trained on one)")
         key = Path(encoder_dir).resolve()
         if key not in self._encoders:
-            self._encoders[key] = encoder_observer(key, self.raw)
+            from offerpilot.encoders.observer import EncoderObserver
+
+            self._encoders[key] = EncoderObserver.from_pretrained(key, self.raw.catalog)
         return self._encoders[key]
 
 

@@ -10,7 +10,7 @@ A run folder holds::
     best_policy/       the policy with the best validation objective so far
     policy/            the policy at the end of training
 
-Validation customers are drawn with seeds of their own (``validation_seed``), never those of training or of
+Validation customers are drawn with seeds of their own (see ``seeds.py``), never those of training or of
 the held-out evaluation, so choosing the best policy on them leaks nothing into the final comparison.
 """
 
@@ -34,15 +34,15 @@ from tqdm.auto import tqdm
 from offerpilot.agents.discount_budget import DiscountBudget
 from offerpilot.agents.evaluation import PolicyEvaluation, evaluate_policy
 from offerpilot.agents.ppo_policy import ObservationNormalizer, PPOPolicy, build_network
+from offerpilot.agents.seeds import VALIDATION_SEED_OFFSET
 from offerpilot.agents.train_config import TrainConfig
 from offerpilot.atomic import atomic_directory, write_text_atomic
+from offerpilot.encoders.observer import EncoderObserver
 from offerpilot.envs.objective import ObjectiveConfig
 from offerpilot.envs.presets import load_population
 from offerpilot.envs.simulator import PopulationSimulator, SimulatorConfig
 from offerpilot.envs.vec_env import RetentionVecEnv
 
-VALIDATION_SEED_OFFSET = 1_000_003
-"""Validation customers of a run with seed ``s`` come from seed ``s + VALIDATION_SEED_OFFSET``."""
 EVAL_COLUMNS = ("timesteps", "objective", "objective_low", "objective_high", "clv", "clv_low", "clv_high", "r_short", "offers_sent", "discount_spend")
 
 
@@ -64,17 +64,14 @@ def simulator_config(config: TrainConfig) -> SimulatorConfig:
     )
 
 
-def encoder_observer(config: TrainConfig, run_dir: Path, progress: bool = True):
+def encoder_observer(config: TrainConfig, run_dir: Path, progress: bool = True) -> EncoderObserver:
     """The encoder observer of a run with ``observation="encoder"`` (trains and keeps an encoder if none is given)."""
-    from offerpilot.encoders.observer import EncoderObserver
     from offerpilot.encoders.simulated import train_encoder_on_simulation
-    from offerpilot.encoders.training import load_encoder
 
     model_dir = Path(config.encoder) if config.encoder else run_dir / "encoder" / "model"
     if not config.encoder and not model_dir.is_dir():
         train_encoder_on_simulation(simulator_config(config), run_dir / "encoder", seed=config.seed, progress=progress)
-    model, tokenizer = load_encoder(model_dir)
-    return EncoderObserver(model, tokenizer, simulator_config(config).catalog)
+    return EncoderObserver.from_pretrained(model_dir, simulator_config(config).catalog)
 
 
 @dataclass(frozen=True)
@@ -161,7 +158,7 @@ def _restore(model: MaskablePPO, venv: VecNormalize, checkpoint: Path, state: di
 class _TrainingMonitor(BaseCallback):
     """Progress bar, budget multiplier updates, periodic validation and checkpoints, final policies."""
 
-    def __init__(self, config: TrainConfig, run_dir: Path, env: RetentionVecEnv, venv: VecNormalize, budget: DiscountBudget | None, observer, state: dict[str, Any], progress: bool) -> None:
+    def __init__(self, config: TrainConfig, run_dir: Path, env: RetentionVecEnv, venv: VecNormalize, budget: DiscountBudget | None, observer: EncoderObserver | None, state: dict[str, Any], progress: bool) -> None:
         super().__init__()
         self.config, self.run_dir, self.env, self.venv, self.budget, self.observer = config, run_dir, env, venv, budget, observer
         self.best = state.get("best_objective") or -math.inf

@@ -10,6 +10,7 @@ CLV) and the agent beside the embedding, and time passing costs no transformer p
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -71,6 +72,14 @@ class EncoderObserver:
         self._category_id = np.array([2 + categories[c] if c in categories else UNK_ID for c in CATEGORIES], np.int16)
         offers = {o: i for i, o in enumerate(tokenizer.offers)}
         self._offer_id = np.array([0] + [2 + offers[o] if o in offers else UNK_ID for o in catalog.ids[1:]], np.int16)
+
+    @classmethod
+    def from_pretrained(cls, model_dir: str | Path, catalog: OfferCatalog) -> EncoderObserver:
+        """The observer of the encoder that ``offerpilot encoder train`` wrote to ``model_dir``."""
+        from offerpilot.encoders.training import load_encoder
+
+        model, tokenizer = load_encoder(model_dir)
+        return cls(model, tokenizer, catalog)
 
     def empty(self, n: int) -> EventHistory:
         """Buffers of ``n`` customers without events."""

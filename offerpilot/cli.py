@@ -8,7 +8,8 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from offerpilot.agents.comparison import BASELINE_NAMES, HELD_OUT_SEED, TUNING_SEEDS
+from offerpilot.agents.baselines import COMPARED_BASELINES
+from offerpilot.agents.seeds import HELD_OUT_SEED, TUNING_SEEDS
 from offerpilot.agents.train_config import OBSERVATIONS, TrainConfig
 from offerpilot.atomic import write_text_atomic
 from offerpilot.errors import DataError
@@ -170,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "30-day revenue vs CLV frontier, learning curves).")
     ev.add_argument("--runs", type=Path, nargs="*", default=[], help="training run folders ('offerpilot train --out'); "
                     "an oracle is a run trained on --observation latent")
-    ev.add_argument("--baselines", nargs="*", default=list(BASELINE_NAMES), choices=BASELINE_NAMES,
+    ev.add_argument("--baselines", nargs="*", default=list(COMPARED_BASELINES), choices=COMPARED_BASELINES,
                     help="baselines to tune and include (default: all)")
     ev.add_argument("--encoder", type=Path, default=None, help="encoder folder for churn_threshold (default: the first "
                     "encoder-observation run's)")

@@ -1,0 +1,12 @@
+"""Which seeds draw which customers, so that no policy is chosen on the customers it is judged on.
+
+Training runs draw from their own ``seed`` (and ``seed + steps done`` after a resume); validation, tuning and
+the held-out evaluation cohort each have seeds of their own, far from small training seeds.
+"""
+
+VALIDATION_SEED_OFFSET = 1_000_003
+"""Validation customers of a training run with seed ``s`` (best-policy selection) come from ``s + VALIDATION_SEED_OFFSET``."""
+TUNING_SEEDS = (101, 102)
+"""Seeds on which baselines are tuned and fitted."""
+HELD_OUT_SEED = 2_000_003
+"""Default seed of the held-out evaluation cohort of ``offerpilot evaluate``."""
