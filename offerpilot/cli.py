@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run the simulator on the built-in defaults and print a policy summary",
                           description="Simulate held-out customers of the default (CDNOW-calibrated) population "
-                          "under simple policies and print per-customer short-term margin, CLV and retention with 95%% CIs.")
+                          "under simple policies and print per-customer short-term margin, CLV and retention with 95% CIs.")
     demo.add_argument("--customers", type=int, default=20_000, help="customers per policy (default: %(default)s)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     demo.set_defaults(run=_demo)
@@ -153,10 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
                              ("n-steps", int, "decisions per customer slot per rollout"), ("batch-size", int, "PPO minibatch size"),
                              ("n-epochs", int, "PPO epochs per rollout"), ("learning-rate", float, "Adam step size"),
                              ("ent-coef", float, "entropy bonus"), ("gamma", float, "per-decision discount"),
+                             ("gae-lambda", float, "GAE lambda: 1 uses whole returns, lower leans on the value network"),
                              ("eval-every", int, "timesteps between validation runs (0: never)"),
                              ("eval-customers", int, "validation customers"), ("checkpoint-every", int, "timesteps between checkpoints")):
         default = getattr(TrainConfig, flag.replace("-", "_"))
         ppo.add_argument(f"--{flag}", type=kind, default=None, help=f"{text} (default: {'a whole decision period' if default is None else default})")
+    ppo.add_argument("--net-arch", type=int, nargs="+", default=None, metavar="WIDTH",
+                     help=f"hidden layer widths of the policy and value networks (default: {' '.join(map(str, TrainConfig.net_arch))})")
     ppo.add_argument("--population", default=None, help="population preset (default, cdnow) or JSON from 'offerpilot calibrate'")
     ppo.add_argument("--seed", type=int, default=None, help="random seed (default: 0)")
     ppo.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="auto: CUDA when present, else CPU (default: auto)")
@@ -166,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="compare trained policies, baselines and the oracle on held-out simulated customers",
                         description="Evaluate every trained run (its best policy on validation customers), the tuned "
                         "baselines and an oracle run (trained with --observation latent) on the same held-out "
-                        "customers. Writes evaluation.md (per-customer means with 95%% CIs, and each policy's share "
+                        "customers. Writes evaluation.md (per-customer means with 95% CIs, and each policy's share "
                         "of the oracle's CLV gain over no offer), evaluation.json and PNG plots (CLV by policy, "
                         "30-day revenue vs CLV frontier, learning curves).")
     ev.add_argument("--runs", type=Path, nargs="*", default=[], help="training run folders ('offerpilot train --out'); "
@@ -424,7 +427,7 @@ def _print_table(rows: list[dict[str, str]]) -> None:
 
 
 _TRAIN_OPTIONS = ("observation", "encoder", "lam", "discount_budget", "total_timesteps", "n_envs", "n_steps", "batch_size", "n_epochs",
-                  "learning_rate", "ent_coef", "gamma", "eval_every", "eval_customers", "checkpoint_every", "population", "seed", "device")
+                  "learning_rate", "ent_coef", "gamma", "gae_lambda", "net_arch", "eval_every", "eval_customers", "checkpoint_every", "population", "seed", "device")
 
 
 def _train(args: argparse.Namespace) -> int:

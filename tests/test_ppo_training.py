@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -119,6 +118,16 @@ def test_config_file_flags_and_errors(tmp_path):
         TrainConfig(lam=1.5)
     with pytest.raises(ValueError, match="observation must be one of"):
         TrainConfig(observation="pixels")
+
+
+def test_cli_flags_reach_the_run_config_and_the_saved_network(tmp_path):
+    run = tmp_path / "run"
+    flags = ["--observation", "raw", "--net-arch", "16", "8", "--gae-lambda", "0.9", "--total-timesteps", "1", "--n-envs", "8",
+             "--batch-size", "64", "--eval-every", "0", "--no-progress"]
+    assert main(["train", "--out", str(run), *flags]) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert (config["net_arch"], config["gae_lambda"], config["n_envs"]) == ([16, 8], 0.9, 8)
+    assert PPOPolicy.load(run / "policy").net_arch == (16, 8)
 
 
 def test_the_budget_multiplier_rises_while_spend_exceeds_the_budget_and_not_otherwise():
