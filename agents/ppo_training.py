@@ -263,9 +263,11 @@ class _TrainingMonitor(BaseCallback):
 
 
 def _cpu_copy(network: torch.nn.Module) -> torch.nn.Module:
-    """A CPU copy of the actor-critic, so evaluation and saving never disturb training on a GPU."""
+    """A CPU copy of the actor-critic, so evaluation and saving never disturb training on a GPU. The copy's
+    throwaway initialisation runs on a forked RNG: training draws the same numbers however often it evaluates."""
     n_features = network.observation_space.shape[0]
     arch = tuple(layer.out_features for layer in network.mlp_extractor.policy_net if isinstance(layer, torch.nn.Linear))
-    copy = build_network(n_features, int(network.action_space.n), arch)
+    with torch.random.fork_rng(devices=[]):
+        copy = build_network(n_features, int(network.action_space.n), arch)
     copy.load_state_dict({k: v.detach().cpu() for k, v in network.state_dict().items()})
     return copy

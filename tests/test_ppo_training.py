@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
 from offerpilot.agents.baselines import NoOfferPolicy, UniformRandomPolicy
 from offerpilot.agents.discount_budget import DiscountBudget
@@ -118,6 +119,17 @@ def test_config_file_flags_and_errors(tmp_path):
         TrainConfig(lam=1.5)
     with pytest.raises(ValueError, match="observation must be one of"):
         TrainConfig(observation="pixels")
+
+
+def test_the_same_seed_trains_the_same_weights_however_often_a_run_evaluates_and_checkpoints(tmp_path):
+    tiny = {**SMALL, "n_envs": 16, "batch_size": 212, "total_timesteps": 3 * 16 * 53, "eval_customers": 200}
+    weights = []
+    for i, every in enumerate((16 * 53, 0)):
+        result = train_ppo(TrainConfig(**tiny, eval_every=every, checkpoint_every=every, seed=5), tmp_path / str(i), progress=False)
+        weights.append(PPOPolicy.load(result.policy_dir).network.state_dict())
+    assert weights[0].keys() == weights[1].keys()
+    for name in weights[0]:
+        torch.testing.assert_close(weights[0][name], weights[1][name], rtol=0, atol=0, msg=name)
 
 
 def test_cli_flags_reach_the_run_config_and_the_saved_network(tmp_path):
