@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from offerpilot.agents.baselines import BASELINES, EpsilonGreedyPolicy, RecencyRulePolicy, make_baseline
