@@ -85,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     ope.add_argument("--events", type=Path, help="events file (instead of --logs)")
     ope.add_argument("--decisions", type=Path, help="decisions file (instead of --logs)")
     ope.add_argument("--policy", required=True, help="target policy: a baseline (no_offer, uniform, recency_rule, "
-                     "epsilon_greedy) or a table with user_id, ts and prob_<offer_id> for every decision")
+                     "epsilon_greedy), an exported bundle ('offerpilot export'), a trained run or policy folder ('offerpilot train'), "
+                     "or a table with user_id, ts and prob_<offer_id> for every decision")
     ope.add_argument("--catalog", type=Path, default=None, help="offer catalog YAML (default: the built-in catalog)")
     ope.add_argument("--period-start", default=None, help="day 0 of the decision period (default: the first decision's day)")
     ope.add_argument("--lam", type=float, default=0.5, help="short-term / lifetime trade-off of the objective (default: %(default)s)")
@@ -350,7 +351,7 @@ def _ope(args: argparse.Namespace) -> int:
     from offerpilot.agents.logged_decisions import logged_decisions
     from offerpilot.agents.off_policy import OPEConfig, evaluate_off_policy
     from offerpilot.agents.ope_plot import plot_ope
-    from offerpilot.agents.target_policy import policy_probs, table_probs
+    from offerpilot.agents.target_policy import policy_probs, table_probs, trained_policy_probs
     from offerpilot.catalog import load_catalog
     from offerpilot.envs.objective import ObjectiveConfig
     from offerpilot.tables import read_decisions, read_events
@@ -366,8 +367,10 @@ def _ope(args: argparse.Namespace) -> int:
         target = policy_probs(make_baseline(args.policy, catalog), data)
     elif Path(args.policy).is_file():
         target = table_probs(args.policy, data, catalog)
+    elif Path(args.policy).is_dir():
+        target = trained_policy_probs(args.policy, data, events, catalog)
     else:
-        raise ValueError(f"--policy {args.policy!r} is neither a baseline ({', '.join(BASELINES)}) nor a file")
+        raise ValueError(f"--policy {args.policy!r} is neither a baseline ({', '.join(BASELINES)}), a table file, nor a bundle, policy or run folder")
     config = OPEConfig(n_bootstrap=args.bootstrap, sequential=not args.no_sequential, seed=args.seed)
     report = evaluate_off_policy(data, target, config)
     print(f"off-policy evaluation of {args.policy} on {report.n_decisions:,} decisions of {report.n_customers:,} customers "

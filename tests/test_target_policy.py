@@ -1,14 +1,22 @@
-"""Target policies for off-policy evaluation: baselines by name and tables of probabilities."""
+"""Target policies for off-policy evaluation: baselines by name, trained policies and tables of probabilities."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from offerpilot.agents.baselines import BASELINES, EpsilonGreedyPolicy, RecencyRulePolicy, make_baseline
 from offerpilot.agents.logged_decisions import logged_decisions
-from offerpilot.agents.target_policy import policy_probs, table_probs
+from offerpilot.agents.export import ExportConfig, export_bundle
+from offerpilot.agents.ppo_training import train_ppo
+from offerpilot.agents.target_policy import policy_probs, table_probs, trained_policy_probs
+from offerpilot.agents.train_config import TrainConfig
+from offerpilot.encoders.configuration import CustomerEncoderConfig
+from offerpilot.encoders.modeling import CustomerEncoderModel
+from offerpilot.encoders.tokenizer import EventTokenizer
 from offerpilot.envs.log_generation import simulate_logs
+from offerpilot.envs.population import CATEGORIES
 from offerpilot.envs.simulator import PopulationSimulator
 from offerpilot.errors import DataError
 from offerpilot.tables import write_table
@@ -66,3 +74,37 @@ def test_a_table_of_probabilities_is_aligned_and_checked(logged, tmp_path):
     write_table(illegal, path)
     with pytest.raises(DataError, match="forbid"):
         table_probs(path, data, sim.catalog)
+
+
+TINY = {"n_envs": 64, "n_steps": 8, "total_timesteps": 512, "batch_size": 256, "net_arch": (32, 32), "eval_every": 0, "seed": 1}
+"""One 512-decision rollout: a real run folder in a few seconds."""
+
+
+@pytest.mark.parametrize("observation", ["raw", "encoder"])
+def test_a_trained_run_its_policy_folder_and_its_bundle_give_the_same_targets(logged, tmp_path, observation):
+    """The torch policy on features rebuilt from the logs (the encoder reading each history as of each decision)
+    and the exported ONNX bundle agree; the oracle, which reads latent state, is refused."""
+    sim, logs, data = logged
+    extra = {}
+    if observation == "encoder":
+        tokenizer = EventTokenizer(sim.catalog.ids, CATEGORIES)
+        torch.manual_seed(0)
+        encoder = CustomerEncoderModel(CustomerEncoderConfig(**tokenizer.vocab_sizes(), hidden_size=16, intermediate_size=32, embedding_dim=8))
+        encoder.save_pretrained(tmp_path / "encoder")
+        tokenizer.save_pretrained(tmp_path / "encoder")
+        extra = {"encoder": str(tmp_path / "encoder")}
+    run = train_ppo(TrainConfig(observation=observation, **extra, **TINY), tmp_path / "run", progress=False).run_dir
+    export_bundle(run, tmp_path / "bundle", ExportConfig(n_random=100, n_customers=20))
+    from_run = trained_policy_probs(run, data, logs.events, sim.catalog)
+    np.testing.assert_array_equal(from_run, trained_policy_probs(run / "policy", data, logs.events, sim.catalog))
+    np.testing.assert_allclose(from_run.sum(axis=1), 1.0, atol=1e-9)
+    assert not (from_run[~data.legal] > 0).any()
+    assert from_run.std(axis=0).max() > 1e-4  # the probabilities depend on the customer, not one row repeated
+    np.testing.assert_allclose(trained_policy_probs(tmp_path / "bundle", data, logs.events, sim.catalog), from_run, atol=1e-5)
+
+
+def test_an_oracle_run_is_refused_as_an_off_policy_target(logged, tmp_path):
+    sim, logs, data = logged
+    run = train_ppo(TrainConfig(observation="latent", **TINY), tmp_path / "oracle", progress=False).run_dir
+    with pytest.raises(ValueError, match="latent state, which logs do not hold"):
+        trained_policy_probs(run, data, logs.events, sim.catalog)
