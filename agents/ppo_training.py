@@ -193,6 +193,7 @@ class _TrainingMonitor(BaseCallback):
         """After the last update: a final validation, checkpoint and ``policy/``."""
         if self.config.eval_every and (not self.history or self.history[-1]["timesteps"] < self.num_timesteps):
             self._evaluate()
+            self.next_eval = self.num_timesteps + self.config.eval_every  # a resumed run does not evaluate these weights again
         self._save_checkpoint()
         with atomic_directory(self.run_dir / "policy") as tmp:
             self.current_policy().save(tmp)

@@ -132,6 +132,16 @@ def test_the_same_seed_trains_the_same_weights_however_often_a_run_evaluates_and
         torch.testing.assert_close(weights[0][name], weights[1][name], rtol=0, atol=0, msg=name)
 
 
+def test_a_finished_run_continued_with_more_timesteps_evaluates_each_step_count_once(tmp_path):
+    rollout = 16 * 53
+    config = TrainConfig(**{**SMALL, "n_envs": 16, "batch_size": 212, "eval_customers": 200}, total_timesteps=2 * rollout, eval_every=rollout, seed=2)
+    train_ppo(config, tmp_path / "run", progress=False)
+    (tmp_path / "run" / "config.json").write_text(json.dumps({**config.to_dict(), "total_timesteps": 4 * rollout}))
+    train_ppo(TrainConfig.from_file(tmp_path / "run" / "config.json"), tmp_path / "run", resume=True, progress=False)
+    steps = [int(line.split(",")[0]) for line in (tmp_path / "run" / "eval.csv").read_text().splitlines()[1:]]
+    assert steps == [rollout, 2 * rollout, 3 * rollout, 4 * rollout]
+
+
 def test_cli_flags_reach_the_run_config_and_the_saved_network(tmp_path):
     run = tmp_path / "run"
     flags = ["--observation", "raw", "--net-arch", "16", "8", "--gae-lambda", "0.9", "--total-timesteps", "1", "--n-envs", "8",
