@@ -13,9 +13,12 @@ from offerpilot.agents.off_policy import OPEReport  # noqa: E402
 from offerpilot.atomic import atomic_path  # noqa: E402
 
 
-def plot_ope(report: OPEReport, path: str | Path, title: str) -> None:
+def plot_ope(report: OPEReport, path: str | Path, title: str, truth: tuple[float, float] | None = None) -> None:
     """Two panels (per decision, per customer): point estimates with 95 % intervals, and the logging
-    policy's realised value as a dashed line. Written atomically as PNG."""
+    policy's realised value as a dashed line. Written atomically as PNG.
+
+    :param truth: the target's true value per decision and its standard error, when a simulator knows it:
+        drawn as a band on the per-decision panel."""
     scopes = [("per decision", report.logged_per_decision), ("per customer", report.logged_per_customer)]
     scopes = [(s, logged) for s, logged in scopes if any(r.scope == s for r in report.rows)]
     fig, axes = plt.subplots(1, len(scopes), figsize=(5.5 * len(scopes), 3.8), squeeze=False)
@@ -28,6 +31,10 @@ def plot_ope(report: OPEReport, path: str | Path, title: str) -> None:
             fmt="o", color="tab:blue", capsize=3,
         )
         ax.axvline(logged, color="grey", linestyle="--", label="logging policy (realised)")
+        if truth is not None and scope == "per decision":
+            value, se = truth
+            ax.axvspan(value - 1.96 * se, value + 1.96 * se, color="tab:green", alpha=0.25)
+            ax.axvline(value, color="tab:green", label="simulated truth (95 % CI)")
         ax.set_yticks(list(y), [r.estimator for r in rows])
         ax.invert_yaxis()
         ax.set_xlabel(f"objective {scope}")

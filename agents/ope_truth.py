@@ -10,26 +10,40 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from offerpilot.agents.policy import Policy, sample_actions
 from offerpilot.envs.simulator import PopulationSimulator
 
+if TYPE_CHECKING:
+    from offerpilot.encoders.observer import EncoderObserver
+
 
 def per_decision_value(
-    sim: PopulationSimulator, logging: Policy, target: Policy, n_customers: int, seed: int
+    sim: PopulationSimulator, logging: Policy, target: Policy, n_customers: int, seed: int, encoder: EncoderObserver | None = None
 ) -> tuple[float, float]:
-    """``(V1(target), standard error)`` per decision window, over ``n_customers`` x decisions."""
+    """``(V1(target), standard error)`` per decision window, over ``n_customers`` x decisions.
+
+    :param encoder: the target reads this encoder observer's features after the simulator's (a policy trained
+        on encoder features); the logging policy reads the simulator's alone.
+    """
     rng = np.random.default_rng(seed)
     branch_rng = np.random.default_rng([seed, 1])
-    traits, state = sim.new_customers(n_customers, rng)
+    history = on_day = on_acquire = None
+    if encoder is not None:
+        history = encoder.empty(n_customers)
+        on_day, on_acquire = encoder.recorders(history)
+    traits, state = sim.new_customers(n_customers, rng, on_day=on_day, on_acquire=on_acquire)
     rewards = []
     for _ in range(sim.config.n_decisions):
         obs, mask = sim.observe(traits, state), sim.action_mask(state)
-        target_actions, _ = sample_actions(target.action_probs(obs, mask), branch_rng)
+        target_obs = obs if encoder is None else np.concatenate([obs, encoder.observe(history, state)], axis=1)
+        target_actions, _ = sample_actions(target.action_probs(target_obs, mask), branch_rng)
         _, branch = sim.advance(traits, state, target_actions, branch_rng)
         rewards.append(branch.reward.astype(np.float64))
         actions, _ = sample_actions(logging.action_probs(obs, mask), rng)
-        state, _ = sim.advance(traits, state, actions, rng)
+        state, _ = sim.advance(traits, state, actions, rng, on_day=on_day)
     per_customer = np.mean(rewards, axis=0)  # customers are independent; decisions within one are not
     return float(per_customer.mean()), float(per_customer.std(ddof=1) / np.sqrt(n_customers))

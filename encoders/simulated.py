@@ -14,7 +14,7 @@ import pandas as pd
 from offerpilot.agents.baselines import UniformRandomPolicy
 from offerpilot.encoders.labels import window_labels
 from offerpilot.encoders.training import EncoderTrainingConfig, TrainingResult, train_encoder
-from offerpilot.envs.log_generation import simulate_logs
+from offerpilot.envs.log_generation import SimulatedLogs, simulate_logs
 from offerpilot.envs.simulator import PopulationSimulator, SimulatorConfig
 
 START = pd.Timestamp("2025-01-01")
@@ -33,6 +33,20 @@ def train_encoder_on_simulation(
     (``out_dir/model``); the cutoff is day ``horizon / 2`` of the decision period."""
     sim = PopulationSimulator(config)
     logs = simulate_logs(sim, UniformRandomPolicy(), n_customers, seed=seed, start=START, progress=progress)
-    as_of = START + pd.Timedelta(days=config.objective.horizon_days // 2)
+    return train_encoder_on_logs(logs, config.objective.horizon_days, out_dir, seed, window_days, training, progress)
+
+
+def train_encoder_on_logs(
+    logs: SimulatedLogs,
+    horizon_days: int,
+    out_dir: str | Path,
+    seed: int = 0,
+    window_days: int = 90,
+    training: EncoderTrainingConfig | None = None,
+    progress: bool = True,
+) -> TrainingResult:
+    """Train an encoder on simulated logs whose decision period began on ``START``: histories up to day
+    ``horizon_days / 2`` of the period, churn and spend labels from the ``window_days`` after it."""
+    as_of = START + pd.Timedelta(days=horizon_days // 2)
     labels = window_labels(logs.events, as_of, window_days, logs.customers["user_id"].to_numpy())
     return train_encoder(logs.events, as_of, labels, training or EncoderTrainingConfig(seed=seed), out_dir, progress=progress)

@@ -30,6 +30,7 @@ import json
 import math
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -42,6 +43,7 @@ from sklearn.metrics import roc_auc_score
 from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
+from transformers.utils import logging as hf_logging
 
 from offerpilot.atomic import atomic_directory, write_text_atomic
 from offerpilot.catalog import default_catalog
@@ -264,8 +266,21 @@ def load_encoder(model_dir: str | Path) -> tuple[CustomerEncoderModel, EventToke
 
     Weights load from ``model.safetensors`` only (``use_safetensors=True``): no pickle is ever unpickled.
     """
-    model = CustomerEncoderModel.from_pretrained(model_dir, use_safetensors=True)
+    with _no_hub_progress_bars():
+        model = CustomerEncoderModel.from_pretrained(model_dir, use_safetensors=True)
     return model.eval(), EventTokenizer.from_pretrained(model_dir)
+
+
+@contextmanager
+def _no_hub_progress_bars() -> Iterator[None]:
+    """Silence transformers' bars while a small model loads or saves (they would print on every load)."""
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
 
 
 # -- data ---------------------------------------------------------------------------------------------
@@ -544,7 +559,7 @@ def _check_model_target(model_dir: Path) -> None:
 def _save_atomic(model: CustomerEncoderModel, tokenizer: EventTokenizer, model_dir: Path) -> None:
     """Write the model and tokenizer to ``model_dir`` all or nothing (see :func:`atomic_directory`)."""
     _check_model_target(model_dir)
-    with atomic_directory(model_dir) as tmp:
+    with atomic_directory(model_dir) as tmp, _no_hub_progress_bars():
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
 
