@@ -37,11 +37,11 @@ class DemoConfig:
     """Logged customers: the encoder's training data, the off-policy evaluation's logs and the scored batch."""
     lam: float = 0.5
     """The objective's trade-off between 30-day margin (0) and 365-day CLV (1) the policy is trained for."""
-    ppo_timesteps: int = 3_000_000
-    oracle_timesteps: int = 3_000_000
+    ppo_timesteps: int = 6_000_000
+    oracle_timesteps: int = 6_000_000
     frontier_lams: tuple[float, ...] = (0.0, 1.0)
     """Further ``lam`` trained (at ``frontier_timesteps``) to draw the revenue-vs-CLV frontier."""
-    frontier_timesteps: int = 1_500_000
+    frontier_timesteps: int = 2_000_000
     n_envs: int = 1024
     eval_every: int = 500_000
     """Timesteps between a run's validation evaluations (its learning curve and best-policy choice)."""

@@ -96,15 +96,6 @@ def test_calibrate_on_simulated_log_plugs_into_simulate(tmp_path, simulated):
     assert result.returncode == 0, result.stderr
 
 
-def test_demo_prints_a_policy_table():
-    """The interim demo evaluates the simple policies with CIs."""
-    result = run("demo", "--customers", "2000", "--seed", "1")
-    assert result.returncode == 0, result.stderr
-    for policy in ("no_offer", "uniform", "recency_rule", "epsilon_greedy"):
-        assert policy in result.stdout
-    assert "CLV" in result.stdout and "[" in result.stdout
-
-
 def test_ope_on_policy_target_recovers_what_was_logged(simulated, tmp_path):
     """Evaluating the logging policy itself: IPS/SNIPS equal the realised per-decision value and
     PDIS the realised per-customer value; JSON and PNG are written."""

@@ -1,0 +1,92 @@
+"""``offerpilot demo --quick`` end to end: every step's outputs, the report, and that they agree with the single commands."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from offerpilot.agents.baselines import COMPARED_BASELINES
+from offerpilot.agents.bundle import Bundle
+from offerpilot.demo import DEMO_MARKER
+from offerpilot.tables import read_table
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def offerpilot(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "offerpilot.cli", *args], capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    out = tmp_path_factory.mktemp("demo") / "run"
+    return out, offerpilot("demo", "--quick", "--out", str(out), "--no-progress")
+
+
+def test_the_quick_demo_writes_every_step_and_says_where_the_report_is(demo):
+    out, result = demo
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"report: {out / 'report' / 'report.html'}" in result.stdout
+    for path in ("logs/events.parquet", "logs/decisions.parquet", "encoder/model/model.safetensors", "runs/ppo/best_policy/policy.safetensors",
+                 "runs/oracle/policy/policy.safetensors", "runs/ppo_lam1/eval.csv", "bundle/manifest.json", "scores/decisions.parquet", DEMO_MARKER):
+        assert (out / path).is_file(), path
+    for plot in ("clv_by_policy", "frontier", "learning_curves", "offer_mix", "ope"):
+        assert (out / "report" / f"{plot}.png").read_bytes()[:8] == PNG, plot
+    html = (out / "report" / "report.html").read_text()
+    assert html.count("<table>") >= 6 and 'src="offer_mix.png"' in html
+
+
+def test_the_policy_table_holds_every_baseline_the_trained_policies_and_the_oracle(demo):
+    out, _ = demo
+    report = (out / "report" / "report.md").read_text()
+    table = report.split("## 1.")[1].split("## 2.")[0]
+    rows = {line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ") and "[" in line}
+    assert rows == set(COMPARED_BASELINES) | {"ppo", "ppo_lam1", "oracle"}
+    oracle = next(line for line in table.splitlines() if line.startswith("| oracle "))
+    assert "100% [100%, 100%]" in oracle  # the oracle's share of its own gain
+
+
+def test_the_report_shows_the_same_off_policy_estimates_as_offerpilot_ope(demo, tmp_path):
+    """The demo's OPE section is what a user gets from `offerpilot ope` on the demo's logs and run."""
+    out, _ = demo
+    result = offerpilot("ope", "--logs", str(out / "logs"), "--policy", str(out / "runs" / "ppo"), "--no-sequential",
+                        "--bootstrap", "100", "--seed", "0", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    estimates = {r["estimator"]: r for r in json.loads((tmp_path / "ope.json").read_text())["estimates"]}
+    section = (out / "report" / "report.md").read_text().split("## 3.")[1].split("## 4.")[0]
+    shown = {m[0]: (float(m[1]), float(m[2]), float(m[3])) for m in re.findall(r"\| ([a-z-]+) \| ([\d.]+) \| \[([\d.]+), ([\d.]+)\]", section)}
+    assert set(shown) == {"dm", "ips", "snips", "dr", "sndr", "switch-dr", "dr-os"}
+    for name, (value, low, high) in shown.items():
+        assert (value, low, high) == pytest.approx((estimates[name]["value"], estimates[name]["low"], estimates[name]["high"]), abs=6e-5)
+    truth = float(re.search(r"\*\*([\d.]+)\*\*", section)[1])
+    assert 0.05 < truth < 0.25  # objective per weekly decision window of this population
+
+
+def test_the_scored_batch_is_a_valid_decisions_table_for_every_logged_customer(demo):
+    out, _ = demo
+    scored = read_table(out / "scores" / "decisions.parquet")
+    customers = read_table(out / "logs" / "customers.parquet")
+    assert sorted(scored["user_id"]) == sorted(customers["user_id"])
+    probs = scored[[c for c in scored if c.startswith("prob_")]].to_numpy()
+    assert probs.sum(axis=1) == pytest.approx(1.0, abs=1e-5)
+    assert probs[np.arange(len(scored)), [list(Bundle(out / "bundle").action_ids).index(o) for o in scored["offer_id"]]] == pytest.approx(scored["propensity"].to_numpy())
+    result = offerpilot("validate", str(out / "scores" / "decisions.parquet"))
+    assert result.returncode == 0, result.stdout
+    mix = (out / "report" / "report.md").read_text().split("**by recency segment**")[1].split("**")[0]
+    sizes = [int(line.split("|")[2].replace(",", "")) for line in mix.splitlines() if line.startswith("| ") and "%" in line]
+    assert sum(sizes) == len(scored)
+
+
+def test_the_demo_refuses_a_folder_it_did_not_write_and_deletes_nothing(tmp_path):
+    keep = tmp_path / "keep.txt"
+    keep.write_text("mine")
+    result = offerpilot("demo", "--quick", "--out", str(tmp_path), "--no-progress")
+    assert result.returncode == 2
+    assert "not written by 'offerpilot demo'" in result.stderr and "Traceback" not in result.stderr
+    assert keep.read_text() == "mine"
