@@ -114,10 +114,12 @@ def _policies(report: DemoReport) -> str:
         share = (f"The trained policy (`ppo`) reaches {s:.0%} [{lo:.0%}, {hi:.0%}] of the CLV gain over sending nothing that the "
                  "oracle reaches (the oracle is trained the same way but sees the simulator's hidden state: whether a customer "
                  "is still active, their purchase rate and price sensitivity; no real policy can see that).")
+    tuned = "; ".join(f"{c.name}: " + ", ".join(f"{k} {v}" for k, v in c.params.items()) for c in comp.contenders if c.params)
     return f"""## 1. Which policy earns most
 
 Every policy below met the same {n:,} held-out customers (never used for training or tuning). The baselines'
-parameters were tuned on other customers first. `ppo_lam...` are the same agent trained for other trade-offs.
+parameters were tuned on other customers first ({tuned}). `ppo_lam...` are the same agent trained for other
+trade-offs.
 
 {comp.markdown()}
 {share}
