@@ -19,7 +19,7 @@ import numpy as np
 
 from offerpilot.agents.baselines import FITTED_BASELINES, make_baseline
 from offerpilot.agents.seeds import HELD_OUT_SEED, TUNING_SEEDS
-from offerpilot.agents.evaluation import PolicyEvaluation, evaluate_policy
+from offerpilot.agents.evaluation import Estimate, PolicyEvaluation, evaluate_policy
 from offerpilot.agents.policy import Policy
 from offerpilot.agents.ppo_policy import PPOPolicy
 from offerpilot.agents.tuning import DEFAULT_GRIDS, tune
@@ -143,7 +143,24 @@ class Comparison:
                 share = row.get("oracle_gain_share")
                 cells.append("" if share is None else f"{share[0]:.0%} [{share[1]:.0%}, {share[2]:.0%}]")
             lines.append("| " + " | ".join(cells) + " |")
+        trained = [c.name for c in self.contenders if c.run_dir is not None and c.observation != "latent"]
+        if trained and any(c.run_dir is None for c in self.contenders):
+            best = self.best_baseline()
+            lines += ["", f"Paired on the same customers, minus the best baseline (`{best}`), per customer (95 % CI):", ""]
+            lines += [f"- `{name}`: objective {self.paired_difference(name, best)}, CLV {self.paired_difference(name, best, 'clv')}, "
+                      f"30-day margin {self.paired_difference(name, best, 'r_short')}" for name in trained]
         return "\n".join(lines) + "\n"
+
+    def paired_difference(self, name: str, other: str, metric: str = "objective") -> Estimate:
+        """``name`` minus ``other`` per customer (``objective``, ``clv`` or ``r_short``), mean and 95 % CI: the
+        same customers met both policies, so their differences cancel who the customers were."""
+        by_name = {c.name: e for c, e in zip(self.contenders, self.evaluations)}
+        return Estimate.of(by_name[name].per_customer[metric] - by_name[other].per_customer[metric])
+
+    def best_baseline(self, metric: str = "objective") -> str:
+        """The baseline (not a trained run) with the highest mean ``metric``."""
+        baselines = [(getattr(e, metric).mean, c.name) for c, e in zip(self.contenders, self.evaluations) if c.run_dir is None]
+        return max(baselines)[1]
 
     def to_json(self) -> str:
         def plain(v: Any) -> Any:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from offerpilot.agents.baselines import NoOfferPolicy
-from offerpilot.agents.evaluation import evaluate_policy
+from offerpilot.agents.comparison import Comparison, Contender
+from offerpilot.agents.evaluation import Estimate, PolicyEvaluation, evaluate_policy
 from offerpilot.agents.ppo_policy import PPOPolicy
 from offerpilot.agents.ppo_training import train_ppo
 from offerpilot.agents.train_config import TrainConfig
@@ -57,3 +59,25 @@ def test_the_report_equals_direct_evaluations_on_the_same_customers(report):
 def test_churn_threshold_without_an_encoder_is_a_clear_error(tmp_path, capsys):
     assert main(["evaluate", "--baselines", "churn_threshold", "--out", str(tmp_path / "r")]) == 2
     assert "churn_threshold baseline reads the encoder's churn probability" in capsys.readouterr().err
+
+
+def test_paired_differences_cancel_who_the_customers_were():
+    """Policies met the same customers: the paired interval is the CI of per-customer differences, far
+    narrower than a policy's own interval when customers differ much more than the policies do."""
+    rng = np.random.default_rng(0)
+    customers = rng.lognormal(2.0, 1.0, 5000)  # who the customer is: most of the variance
+    values = {"no_offer": customers, "fixed_schedule": customers + 0.1 + rng.normal(0, 0.05, 5000), "ppo": customers + 0.3}
+    evaluations = []
+    for name, v in values.items():
+        e = Estimate.of(v)
+        evaluations.append(PolicyEvaluation(name, 5000, 0, e, e, e, e, e, {}, e, e, per_customer={"objective": v, "clv": v, "r_short": v}))
+    contenders = [Contender(name, NoOfferPolicy()) for name in values]
+    contenders[2] = Contender("ppo", NoOfferPolicy(), run_dir=Path("run"))  # a trained run, not a baseline
+    comparison = Comparison(tuple(contenders), tuple(evaluations), {})
+    assert comparison.best_baseline() == "fixed_schedule"
+    diff = comparison.paired_difference("ppo", "fixed_schedule")
+    d = values["ppo"] - values["fixed_schedule"]
+    assert diff.mean == pytest.approx(d.mean())
+    assert diff.high - diff.low == pytest.approx(2 * 1.959963984540054 * d.std(ddof=1) / np.sqrt(5000))
+    assert 0.19 < diff.low < diff.high < 0.21
+    assert diff.high - diff.low < (evaluations[2].objective.high - evaluations[2].objective.low) / 20

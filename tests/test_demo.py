@@ -50,6 +50,8 @@ def test_the_policy_table_holds_every_baseline_the_trained_policies_and_the_orac
     assert rows == set(COMPARED_BASELINES) | {"ppo", "ppo_lam1", "oracle"}
     oracle = next(line for line in table.splitlines() if line.startswith("| oracle "))
     assert "100% [100%, 100%]" in oracle  # the oracle's share of its own gain
+    paired = re.findall(r"- `(ppo[^`]*)`: objective (-?[\d.]+) \[", table)
+    assert [name for name, _ in paired] == ["ppo", "ppo_lam1"]
 
 
 def test_the_report_shows_the_same_off_policy_estimates_as_offerpilot_ope(demo, tmp_path):
