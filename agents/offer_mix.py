@@ -59,8 +59,9 @@ def plot_offer_mix(tables: dict[str, pd.DataFrame], path: str | Path) -> None:
         ax.set_title(title, fontsize=10)
         ax.tick_params(axis="y", labelsize=8)
     axes[-1, 0].set_xlabel("share of the group's customers")
-    axes[0, 0].legend(loc="upper center", bbox_to_anchor=(0.5, 1.45), ncol=min(len(offers), 7), fontsize=8)
-    fig.tight_layout()
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=min(len(offers), 4), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()))
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
