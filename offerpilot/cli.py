@@ -36,8 +36,9 @@ def main(argv: list[str] | None = None) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="offerpilot",
-        description="Learn which offer to send to which customer, and when: simulate, validate and calibrate "
-        "customer logs, train and evaluate policies.",
+        description="Learn which offer to send to which customer, and when: validate and calibrate your logs, "
+        "simulate customers like yours, train and evaluate policies, estimate a policy's value from logs (off-policy), "
+        "export it, score customers and serve decisions. 'offerpilot demo' runs the whole loop.",
         epilog=EPILOG,
     )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
