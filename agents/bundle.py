@@ -11,7 +11,6 @@ so that off-policy evaluation can read the decisions later.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import onnxruntime as ort
 import pandas as pd
 
 from offerpilot.agents.policy import sample_actions
+from offerpilot.atomic import json_digest, sha256_file
 from offerpilot.catalog import OfferCatalog, parse_catalog
 from offerpilot.encoders.tokenizer import TOKEN_FIELDS, EventTokenizer, HistoryBatch
 
@@ -43,19 +43,9 @@ class BundleError(ValueError):
     """A bundle that cannot be trusted or read: missing, tampered with, mixed or of another format."""
 
 
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def manifest_digest(manifest: dict[str, Any]) -> str:
     """sha256 of the manifest's content without its own ``manifest_sha256`` (canonical JSON: sorted keys, no spaces)."""
-    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return json_digest(manifest, "manifest_sha256")
 
 
 def read_manifest(folder: str | Path) -> dict[str, Any]:

@@ -15,7 +15,8 @@ The encoder is a second graph, not fused into the policy graph: the encoder has 
 new events (its embedding does not depend on the present moment) while the policy runs at every decision, and a
 marketing engine that keeps the encoder's features in its feature store calls the policy graph alone, the same
 graph raw-feature policies have. Export refuses a policy whose onnxruntime probabilities differ from torch's by
-more than ``PARITY_TOLERANCE`` and writes the bundle atomically: a failed export leaves no bundle behind.
+more than ``PARITY_TOLERANCE`` and writes the bundle atomically: a failed export (parity, a full disk, an unwritable
+folder) leaves the previous bundle, or none, and no temporary files behind.
 """
 
 from __future__ import annotations
@@ -44,14 +45,13 @@ from offerpilot.agents.bundle import (
     POLICY_GRAPH,
     Bundle,
     manifest_digest,
-    sha256_file,
 )
 from offerpilot.agents.policy import sample_actions
 from offerpilot.agents.ppo_policy import PPOPolicy
-from offerpilot.agents.ppo_training import simulator_config
+from offerpilot.agents.ppo_training import read_checkpoint_state, simulator_config
 from offerpilot.agents.seeds import VALIDATION_SEED_OFFSET
 from offerpilot.agents.train_config import TrainConfig
-from offerpilot.atomic import atomic_directory
+from offerpilot.atomic import atomic_directory, sha256_file
 from offerpilot.encoders.losses import ziln_expected_value
 from offerpilot.encoders.modeling import CustomerEncoderModel
 from offerpilot.encoders.observer import EncoderObserver, EventHistory
@@ -160,7 +160,7 @@ def _read_run(run_dir: Path, which: str) -> _Run:
     state_file = run_dir / "checkpoint" / "state.json"
     if not state_file.is_file():
         raise FileNotFoundError(f"{state_file}: missing; the return scale that turns the critic's value into money is kept there")
-    ret_var = float(json.loads(state_file.read_text())["ret_rms"]["var"])
+    ret_var = float(read_checkpoint_state(state_file.parent)["ret_rms"]["var"])
     return _Run(run_dir, policy_dir, policy, TrainConfig(**policy.metadata["train_config"]), encoder_dir,
                 math.sqrt(ret_var + RETURN_EPSILON), _validation_row(run_dir / "eval.csv", policy.metadata.get("num_timesteps")))
 
@@ -271,6 +271,7 @@ def export_bundle(run_dir: str | Path, out_dir: str | Path, config: ExportConfig
     """Write the bundle of ``run_dir``'s policy to ``out_dir`` (replaced atomically); returns its manifest.
 
     :raises ValueError: the parity check failed (nothing is written), or the run cannot be exported.
+    :raises WriteError: ``out_dir`` could not be written (full disk, no permission); the previous bundle is unchanged.
     """
     run = _read_run(Path(run_dir), config.policy)
     policy, train = run.policy, run.train_config

@@ -19,6 +19,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 
+from offerpilot.atomic import safetensors_write_errors
+
 POLICY_FORMAT = 1
 
 
@@ -92,7 +94,8 @@ class PPOPolicy:
         """Write ``policy.safetensors`` and ``policy.json`` into ``folder`` (not atomic: the caller's job)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.network.state_dict().items()}, folder / "policy.safetensors")
+        with safetensors_write_errors():
+            save_file({k: v.detach().cpu().contiguous() for k, v in self.network.state_dict().items()}, folder / "policy.safetensors")
         meta = {
             "format": POLICY_FORMAT,
             "policy_id": self.policy_id,

@@ -6,7 +6,8 @@ A run folder holds::
     encoder/model      the customer encoder, when one was trained for the run
     tensorboard/       PPO losses, rollout rewards, validation objective, budget multiplier
     eval.csv           the learning curve: validation objective, CLV and 30-day margin with 95 % CIs
-    checkpoint/        resumable state (weights, optimizer, normaliser, counters), replaced atomically
+    checkpoint/        resumable state (weights, optimizer, normaliser, counters), replaced atomically; its
+                       state.json holds the sha256 of every other file and its own, checked before a resume
     best_policy/       the policy with the best validation objective so far
     policy/            the policy at the end of training
 
@@ -36,13 +37,16 @@ from offerpilot.agents.evaluation import PolicyEvaluation, evaluate_policy
 from offerpilot.agents.ppo_policy import ObservationNormalizer, PPOPolicy, build_network
 from offerpilot.agents.seeds import VALIDATION_SEED_OFFSET
 from offerpilot.agents.train_config import TrainConfig
-from offerpilot.atomic import atomic_directory, write_text_atomic
+from offerpilot.atomic import WriteError, atomic_directory, json_digest, restore_interrupted, sha256_file, write_text_atomic
 from offerpilot.encoders.observer import EncoderObserver
 from offerpilot.envs.objective import ObjectiveConfig
 from offerpilot.envs.presets import load_population
 from offerpilot.envs.simulator import PopulationSimulator, SimulatorConfig
 from offerpilot.envs.vec_env import RetentionVecEnv
 
+CHECKPOINT_FILES = ("policy.safetensors", "policy.json", "optimizer.pt")
+"""The files of ``checkpoint/`` besides ``state.json``, which lists their sha256."""
+REFUSAL = "refusing to use a damaged checkpoint (resume from a backup, or train again into a new folder)"
 EVAL_COLUMNS = ("timesteps", "objective", "objective_low", "objective_high", "clv", "clv_low", "clv_high", "r_short", "offers_sent", "discount_spend")
 
 
@@ -98,19 +102,25 @@ def train_ppo(config: TrainConfig, run_dir: str | Path, resume: bool = False, pr
 
     :raises FileExistsError: ``run_dir`` already holds a run and ``resume`` is false.
     :raises FileNotFoundError: ``resume`` without a checkpoint in ``run_dir``.
+    :raises CheckpointError: ``resume`` from a damaged checkpoint (nothing is written).
+    :raises WriteError: a file of the run could not be written (the previous checkpoint stays in place).
     """
     run_dir = Path(run_dir)
     checkpoint = run_dir / "checkpoint"
+    restore_interrupted(checkpoint)
     if resume and not (checkpoint / "state.json").is_file():
         raise FileNotFoundError(f"{run_dir}: no checkpoint to resume from (expected {checkpoint}/state.json)")
     if not resume and (checkpoint.exists() or (run_dir / "policy").exists()):
         raise FileExistsError(f"{run_dir} already holds a training run; pass --resume to continue it, or choose another output folder")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    state = verify_checkpoint(checkpoint) if resume else {}  # before anything is written: a damaged checkpoint changes nothing
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise WriteError(e.errno, e.strerror or str(e), str(run_dir)) from e
     config.save(run_dir / "config.json")
 
     device = resolve_device(config.device)
     observer = encoder_observer(config, run_dir, progress) if config.observation == "encoder" else None
-    state = json.loads((checkpoint / "state.json").read_text()) if resume else {}
     done_steps = int(state.get("num_timesteps", 0))
     env = RetentionVecEnv(config.n_envs, simulator_config(config), seed=config.seed + done_steps, encoder=observer, expected_reward=config.reward == "expected")
     n_steps = config.n_steps or env.sim.config.n_decisions
@@ -140,6 +150,43 @@ def train_ppo(config: TrainConfig, run_dir: str | Path, resume: bool = False, pr
     model.learn(config.total_timesteps - done_steps, callback=monitor, tb_log_name="ppo", reset_num_timesteps=not resume)
     monitor.finish()
     return TrainResult(run_dir, model.num_timesteps, monitor.last_evaluation)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be trusted: a file missing, damaged or changed after it was written."""
+
+
+def read_checkpoint_state(checkpoint: Path) -> dict[str, Any]:
+    """``checkpoint/state.json`` after checking it is whole JSON that matches its own ``state_sha256``.
+
+    :raises CheckpointError: naming ``state.json``.
+    """
+    path = checkpoint / "state.json"
+    try:
+        state = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e}); {REFUSAL}") from None
+    if not isinstance(state, dict) or "state_sha256" not in state:
+        raise CheckpointError(f"{path}: no state_sha256 (written by an older offerpilot, or edited), so it cannot be verified; {REFUSAL}")
+    if state["state_sha256"] != json_digest(state, "state_sha256"):
+        raise CheckpointError(f"{path}: its content does not match its state_sha256: it changed after it was written; {REFUSAL}")
+    return state
+
+
+def verify_checkpoint(checkpoint: Path) -> dict[str, Any]:
+    """The state of ``checkpoint`` after checking ``state.json`` and the sha256 of every file it lists.
+
+    :raises CheckpointError: naming the file that is missing or not the one written.
+    """
+    state = read_checkpoint_state(checkpoint)
+    for name in CHECKPOINT_FILES:
+        path, expected = checkpoint / name, state.get("files", {}).get(name)
+        if not path.is_file():
+            raise CheckpointError(f"{path}: missing from the checkpoint; {REFUSAL}")
+        found = sha256_file(path)
+        if found != expected:
+            raise CheckpointError(f"{path}: sha256 {found} differs from state.json's {expected}: it changed after it was written; {REFUSAL}")
+    return state
 
 
 def _restore(model: MaskablePPO, venv: VecNormalize, checkpoint: Path, state: dict[str, Any]) -> None:
@@ -257,10 +304,14 @@ class _TrainingMonitor(BaseCallback):
             "next_eval": self.next_eval,
             "next_checkpoint": self.next_checkpoint,
         }
+        optimizer = io.BytesIO()  # serialised in memory: a failed write then raises an OSError, not torch's RuntimeError
+        torch.save(self.model.policy.optimizer.state_dict(), optimizer)
         with atomic_directory(self.run_dir / "checkpoint") as tmp:
             self.current_policy().save(tmp)
-            torch.save(self.model.policy.optimizer.state_dict(), tmp / "optimizer.pt")
-            (tmp / "state.json").write_text(json.dumps(state, indent=2) + "\n")
+            (tmp / "optimizer.pt").write_bytes(optimizer.getvalue())
+            state["files"] = {name: sha256_file(tmp / name) for name in CHECKPOINT_FILES}
+            state["state_sha256"] = json_digest(state, "state_sha256")
+            (tmp / "state.json").write_text(json.dumps(state, indent=2) + "\n")  # last: it vouches for the others
 
 
 def _cpu_copy(network: torch.nn.Module) -> torch.nn.Module:
