@@ -82,7 +82,8 @@ class Arena:
         return self._encoders[key]
 
 
-def tuned_baselines(arena: Arena, names: tuple[str, ...], encoder_dir: Path | None, n_customers: int, seeds: tuple[int, ...] = TUNING_SEEDS) -> list[Contender]:
+def tuned_baselines(arena: Arena, names: tuple[str, ...], encoder_dir: Path | None, n_customers: int, seeds: tuple[int, ...] = TUNING_SEEDS,
+                    progress: bool = False) -> list[Contender]:
     """The named baselines, their parameters tuned (grid search) or their models fitted on ``seeds``."""
     from offerpilot.agents.baselines import fit_reward_model_policy
 
@@ -100,7 +101,8 @@ def tuned_baselines(arena: Arena, names: tuple[str, ...], encoder_dir: Path | No
             def evaluate(sim, policy, n, seed, _observation=observation):
                 return arena.evaluate(Contender(name, policy, _observation, encoder_dir), n, seed)
 
-            result = tune(lambda **p: make_baseline(name, arena.raw.catalog, feature_names, **p), DEFAULT_GRIDS[name], arena.raw, n_customers, seeds, evaluate=evaluate)
+            result = tune(lambda **p: make_baseline(name, arena.raw.catalog, feature_names, **p), DEFAULT_GRIDS[name], arena.raw, n_customers, seeds,
+                          evaluate=evaluate, progress=progress, desc=f"tuning {name}")
             params = result.best_params
         contenders.append(Contender(name, make_baseline(name, arena.raw.catalog, feature_names, **params), observation, encoder_dir if needs_encoder else None, params=params))
     return contenders

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from offerpilot.agents.policy import Policy, sample_actions
 from offerpilot.envs.simulator import PopulationSimulator
@@ -22,7 +23,8 @@ if TYPE_CHECKING:
 
 
 def per_decision_value(
-    sim: PopulationSimulator, logging: Policy, target: Policy, n_customers: int, seed: int, encoder: EncoderObserver | None = None
+    sim: PopulationSimulator, logging: Policy, target: Policy, n_customers: int, seed: int, encoder: EncoderObserver | None = None,
+    progress: bool = False,
 ) -> tuple[float, float]:
     """``(V1(target), standard error)`` per decision window, over ``n_customers`` x decisions.
 
@@ -37,7 +39,7 @@ def per_decision_value(
         on_day, on_acquire = encoder.recorders(history)
     traits, state = sim.new_customers(n_customers, rng, on_day=on_day, on_acquire=on_acquire)
     rewards = []
-    for _ in range(sim.config.n_decisions):
+    for _ in tqdm(range(sim.config.n_decisions), desc="simulating the truth", unit="decision", disable=not progress):
         obs, mask = sim.observe(traits, state), sim.action_mask(state)
         target_obs = obs if encoder is None else np.concatenate([obs, encoder.observe(history, state)], axis=1)
         target_actions, _ = sample_actions(target.action_probs(target_obs, mask), branch_rng)

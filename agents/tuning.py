@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from offerpilot.agents.evaluation import PolicyEvaluation, evaluate_policy
 from offerpilot.agents.policy import Policy
@@ -84,6 +85,8 @@ def tune(
     n_customers: int,
     seeds: Sequence[int],
     evaluate: Evaluate = evaluate_policy,
+    progress: bool = False,
+    desc: str = "tuning",
 ) -> TuningResult:
     """Evaluate ``make_policy(**setting)`` for every setting of ``grid`` on ``n_customers`` customers per seed.
 
@@ -95,8 +98,11 @@ def tune(
     seeds = tuple(int(s) for s in seeds)
     if not settings or not seeds:
         raise ValueError("tuning needs at least one setting and one seed")
-    scores = np.array(
-        [[evaluate(sim, make_policy(**setting), n_customers, seed).objective.mean for seed in seeds] for setting in settings],
-        np.float64,
-    )
+    bar = tqdm(total=len(settings) * len(seeds), desc=desc, unit="run", disable=not progress)
+    scores = np.empty((len(settings), len(seeds)), np.float64)
+    for i, setting in enumerate(settings):
+        for j, seed in enumerate(seeds):
+            scores[i, j] = evaluate(sim, make_policy(**setting), n_customers, seed).objective.mean
+            bar.update()
+    bar.close()
     return TuningResult(settings, seeds, scores)

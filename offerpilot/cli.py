@@ -526,7 +526,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if "churn_threshold" in baselines and encoder is None:
         raise ValueError("the churn_threshold baseline reads the encoder's churn probability: pass --encoder, a run trained on encoder features, or leave it out of --baselines")
     arena = arena_for(args.lam, args.population)
-    contenders = tuned_baselines(arena, baselines, encoder, args.tuning_customers) + runs
+    contenders = tuned_baselines(arena, baselines, encoder, args.tuning_customers, progress=not args.no_progress) + runs
     comparison = compare(arena, contenders, args.customers, args.seed, progress=not args.no_progress)
     args.out.mkdir(parents=True, exist_ok=True)
     tuned = {c.name: c.params for c in contenders if c.params}

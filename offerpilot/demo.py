@@ -166,7 +166,7 @@ def run_demo(config: DemoConfig, out: str | Path, progress: bool = True) -> Demo
             train_ppo(train_config, out / "runs" / name, progress=progress)
 
     with steps(f"evaluating every policy on {config.eval_customers:,} held-out customers (baselines tuned first)"):
-        contenders = tuned_baselines(arena, COMPARED_BASELINES, encoder_dir, config.tuning_customers)
+        contenders = tuned_baselines(arena, COMPARED_BASELINES, encoder_dir, config.tuning_customers, progress=progress)
         contenders += [load_run(out / "runs" / name, name) for name in runs]
         comparison = compare(arena, contenders, config.eval_customers, HELD_OUT_SEED, progress=progress)
 
@@ -176,7 +176,7 @@ def run_demo(config: DemoConfig, out: str | Path, progress: bool = True) -> Demo
         ope = evaluate_off_policy(data, target, OPEConfig(n_bootstrap=config.bootstrap, sequential=False, seed=config.seed))
         ppo = next(c for c in contenders if c.name == "ppo")
         truth = per_decision_value(arena.raw, UniformRandomPolicy(), ppo.policy, config.truth_customers, HELD_OUT_SEED + config.seed,
-                                   encoder=arena.observer(encoder_dir))
+                                   encoder=arena.observer(encoder_dir), progress=progress)
 
     with steps("exporting the trained policy"):
         manifest = export_bundle(out / "runs" / "ppo", out / "bundle", ExportConfig(n_customers=config.parity_customers, seed=config.seed))
