@@ -24,6 +24,7 @@ from offerpilot.agents.policy import Policy
 from offerpilot.agents.ppo_policy import PPOPolicy
 from offerpilot.agents.tuning import DEFAULT_GRIDS, tune
 from offerpilot.envs.objective import ObjectiveConfig
+from offerpilot.envs.observers import latent_observer_name
 from offerpilot.envs.simulator import PopulationSimulator, SimulatorConfig
 
 
@@ -51,7 +52,9 @@ def load_run(run_dir: str | Path, name: str | None = None) -> Contender:
     observation = policy.metadata.get("observation", "raw")
     encoder = policy.metadata.get("encoder")
     encoder_dir = None if encoder is None else (Path(encoder) if Path(encoder).is_absolute() else run_dir / encoder)
-    label = name or ("oracle" if observation == "latent" else f"ppo ({observation}, lam {policy.metadata.get('lam')})")
+    latent = policy.metadata.get("latent_features")
+    oracle = "oracle" if latent is None else f"oracle ({', '.join(latent)})"
+    label = name or (oracle if observation == "latent" else f"ppo ({observation}, lam {policy.metadata.get('lam')})")
     policy.policy_id = label
     return Contender(label, policy, observation, encoder_dir, policy.metadata.get("lam"), run_dir)
 
@@ -62,11 +65,18 @@ class Arena:
     def __init__(self, config: SimulatorConfig) -> None:
         self.config = config
         self.raw = PopulationSimulator(config)
-        self.latent = PopulationSimulator(replace(config, observer="latent"))
+        self._latent: dict[str, PopulationSimulator] = {}
         self._encoders: dict[Path, Any] = {}
 
+    def latent(self, latent_features: tuple[str, ...] | None = None) -> PopulationSimulator:
+        """The simulator as an oracle that sees ``latent_features`` (``None``: all of them) observes it."""
+        name = latent_observer_name(latent_features)
+        if name not in self._latent:
+            self._latent[name] = PopulationSimulator(replace(self.config, observer=name))
+        return self._latent[name]
+
     def evaluate(self, contender: Contender, n_customers: int, seed: int, progress: bool = False) -> PolicyEvaluation:
-        sim = self.latent if contender.observation == "latent" else self.raw
+        sim = self.latent(_latent_features(contender)) if contender.observation == "latent" else self.raw
         observer = self.observer(contender.encoder_dir) if contender.observation == "encoder" else None
         deterministic = contender.run_dir is not None  # a trained policy acts on its mode; baselines as they are defined
         return evaluate_policy(sim, contender.policy, n_customers, seed, deterministic=deterministic, progress=progress, encoder=observer)
@@ -182,7 +192,7 @@ def compare(arena: Arena, contenders: list[Contender], n_customers: int, seed: i
     (latent observation) and ``no_offer`` are among them."""
     evaluations = tuple(arena.evaluate(c, n_customers, seed, progress) for c in contenders)
     by_name = {c.name: e for c, e in zip(contenders, evaluations)}
-    oracle = next((e for c, e in zip(contenders, evaluations) if c.observation == "latent"), None)
+    oracle = next((e for c, e in zip(contenders, evaluations) if c.observation == "latent" and _latent_features(c) is None), None)
     shares = {}
     if oracle is not None and "no_offer" in by_name:
         base, top = by_name["no_offer"].per_customer["clv"], oracle.per_customer["clv"]
@@ -194,6 +204,12 @@ def compare(arena: Arena, contenders: list[Contender], n_customers: int, seed: i
             boot = np.array([(values[i].mean() - base[i].mean()) / (top[i].mean() - base[i].mean()) for i in draws])
             shares[c.name] = (float(share), float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975)))
     return Comparison(tuple(contenders), evaluations, shares)
+
+
+def _latent_features(contender: Contender) -> tuple[str, ...] | None:
+    """The latent variables an oracle contender sees (``None``: all)."""
+    latent = getattr(contender.policy, "metadata", {}).get("latent_features")
+    return None if latent is None else tuple(latent)
 
 
 def arena_for(lam: float, population: str = "default") -> Arena:

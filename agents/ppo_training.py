@@ -40,6 +40,7 @@ from offerpilot.agents.train_config import TrainConfig
 from offerpilot.atomic import WriteError, atomic_directory, json_digest, restore_interrupted, sha256_file, write_text_atomic
 from offerpilot.encoders.observer import EncoderObserver
 from offerpilot.envs.objective import ObjectiveConfig
+from offerpilot.envs.observers import latent_observer_name
 from offerpilot.envs.presets import load_population
 from offerpilot.envs.simulator import PopulationSimulator, SimulatorConfig
 from offerpilot.envs.vec_env import RetentionVecEnv
@@ -64,7 +65,7 @@ def simulator_config(config: TrainConfig) -> SimulatorConfig:
     return SimulatorConfig(
         population=load_population(config.population),
         objective=ObjectiveConfig(lam=config.lam),
-        observer="latent" if config.observation == "latent" else "raw",
+        observer=latent_observer_name(config.latent_features) if config.observation == "latent" else "raw",
     )
 
 
@@ -252,6 +253,7 @@ class _TrainingMonitor(BaseCallback):
         names = self.env.sim.observer.feature_names + (self.observer.feature_names if self.observer is not None else ())
         metadata = {
             "observation": self.config.observation,
+            "latent_features": None if self.config.latent_features is None else list(self.config.latent_features),
             "encoder": str(Path(self.config.encoder).resolve()) if self.config.encoder else ("encoder/model" if self.observer is not None else None),
             "lam": self.config.lam,
             "population": self.config.population,

@@ -28,6 +28,9 @@ class TrainConfig:
     """Customer-decisions to train on (one per slot per rollout step)."""
     observation: str = "encoder"
     """One of ``OBSERVATIONS``."""
+    latent_features: tuple[str, ...] | None = None
+    """With ``observation="latent"``: the latent variables the oracle sees (``None``: all of
+    :data:`offerpilot.envs.observers.LATENT_FEATURES`). An oracle that sees a subset measures what knowing it is worth."""
     encoder: str | None = None
     """Folder of a trained customer encoder (``offerpilot encoder train``). ``None`` with ``observation="encoder"``:
     one is trained first on simulated histories of the same population and kept in the run folder."""
@@ -98,9 +101,18 @@ class TrainConfig:
             problems.append(f"device must be auto, cpu or cuda, got {self.device!r}")
         if not self.net_arch or any(int(w) < 1 for w in self.net_arch):
             problems.append(f"net_arch must be positive layer widths, got {self.net_arch}")
+        if self.latent_features is not None:
+            from offerpilot.envs.observers import LATENT_FEATURES
+
+            if self.observation != "latent":
+                problems.append("latent_features applies to observation 'latent' (the oracle) only")
+            if not self.latent_features or any(f not in LATENT_FEATURES for f in self.latent_features):
+                problems.append(f"latent_features must be a non-empty subset of {LATENT_FEATURES}, got {list(self.latent_features)}")
         if problems:
             raise ValueError("; ".join(problems))
         object.__setattr__(self, "net_arch", tuple(int(w) for w in self.net_arch))
+        if self.latent_features is not None:
+            object.__setattr__(self, "latent_features", tuple(self.latent_features))
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}

@@ -72,20 +72,34 @@ class RawFeatureObserver:
         return np.stack(columns, axis=1).astype(F32, copy=False)
 
 
-class LatentObserver(RawFeatureObserver):
-    """Raw features plus the simulator's latent state: the oracle's privileged view."""
+LATENT_FEATURES = (
+    "alive",
+    "log_purchase_rate",
+    "log_dropout_rate",
+    "log_spend_scale",
+    "price_sensitivity",
+    "satisfaction",
+    "engagement",
+    "habituation",
+    "fatigue",
+)
+"""The simulator's hidden state as the oracle sees it, in this order."""
 
-    feature_names = RawFeatureObserver.feature_names + (
-        "alive",
-        "log_purchase_rate",
-        "log_dropout_rate",
-        "log_spend_scale",
-        "price_sensitivity",
-        "satisfaction",
-        "engagement",
-        "habituation",
-        "fatigue",
-    )
+
+class LatentObserver(RawFeatureObserver):
+    """Raw features plus the simulator's latent state: the oracle's privileged view.
+
+    ``latent`` picks which latent variables are seen (default: all): an oracle that sees a subset measures
+    what knowing those variables is worth.
+    """
+
+    def __init__(self, catalog: OfferCatalog, objective: ObjectiveConfig, latent: tuple[str, ...] = LATENT_FEATURES) -> None:
+        super().__init__(catalog, objective)
+        unknown = [name for name in latent if name not in LATENT_FEATURES]
+        if unknown or not latent:
+            raise ValueError(f"latent features must be a non-empty subset of {LATENT_FEATURES}, got {list(latent)}")
+        self.columns = [LATENT_FEATURES.index(name) for name in latent]
+        self.feature_names = RawFeatureObserver.feature_names + tuple(latent)
 
     def observe(self, traits: CustomerTraits, state: CustomerState) -> np.ndarray:
         latent = np.stack(
@@ -102,12 +116,21 @@ class LatentObserver(RawFeatureObserver):
             ),
             axis=1,
         )
-        return np.concatenate([super().observe(traits, state), latent], axis=1).astype(F32, copy=False)
+        return np.concatenate([super().observe(traits, state), latent[:, self.columns]], axis=1).astype(F32, copy=False)
+
+
+def latent_observer_name(latent_features: tuple[str, ...] | None) -> str:
+    """The :func:`make_observer` name of an oracle that sees ``latent_features`` (``None``: every latent variable)."""
+    return "latent" if latent_features is None else "latent:" + ",".join(latent_features)
 
 
 def make_observer(name: str, catalog: OfferCatalog, objective: ObjectiveConfig) -> Observer:
-    """Observer by name: ``raw`` (default) or ``latent`` (oracle only)."""
-    observers = {"raw": RawFeatureObserver, "latent": LatentObserver}
-    if name not in observers:
-        raise ValueError(f"unknown observer {name!r}; choose one of {sorted(observers)}")
-    return observers[name](catalog, objective)
+    """Observer by name: ``raw`` (default), ``latent`` (oracle only) or ``latent:NAME,NAME`` (an oracle that
+    sees only those of :data:`LATENT_FEATURES`)."""
+    if name == "raw":
+        return RawFeatureObserver(catalog, objective)
+    if name == "latent":
+        return LatentObserver(catalog, objective)
+    if name.startswith("latent:"):
+        return LatentObserver(catalog, objective, tuple(name.removeprefix("latent:").split(",")))
+    raise ValueError(f"unknown observer {name!r}; choose raw, latent or latent:NAME,NAME")

@@ -12,6 +12,7 @@ from offerpilot.agents.baselines import COMPARED_BASELINES
 from offerpilot.agents.seeds import HELD_OUT_SEED, TUNING_SEEDS
 from offerpilot.agents.train_config import OBSERVATIONS, TrainConfig
 from offerpilot.atomic import write_text_atomic
+from offerpilot.envs.observers import LATENT_FEATURES
 from offerpilot.errors import DataError
 
 EPILOG = "Run 'offerpilot COMMAND --help' for the options of a command."
@@ -152,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     ppo.add_argument("--observation", choices=OBSERVATIONS, default=None,
                      help="what the policy sees: encoder (raw features + customer encoder, the default), raw, or "
                      "latent (the simulator's hidden state: the oracle)")
+    ppo.add_argument("--latent-features", nargs="+", default=None, metavar="NAME", choices=LATENT_FEATURES,
+                     help="with --observation latent: the latent variables the oracle sees (default: all of "
+                     f"{', '.join(LATENT_FEATURES)}); a subset measures what knowing it is worth")
     ppo.add_argument("--encoder", default=None, help="encoder folder (RUN/model of 'offerpilot encoder train'); "
                      "default: train one on simulated customers into OUT/encoder")
     ppo.add_argument("--lam", type=float, default=None, help="0: 30-day margin only ... 1: 365-day CLV only (default: 0.5)")
@@ -488,7 +492,7 @@ def _print_table(rows: list[dict[str, str]]) -> None:
 
 
 
-_TRAIN_OPTIONS = ("observation", "encoder", "lam", "discount_budget", "total_timesteps", "n_envs", "n_steps", "batch_size", "n_epochs",
+_TRAIN_OPTIONS = ("observation", "latent_features", "encoder", "lam", "discount_budget", "total_timesteps", "n_envs", "n_steps", "batch_size", "n_epochs",
                   "learning_rate", "ent_coef", "gamma", "gae_lambda", "net_arch", "eval_every", "eval_customers", "checkpoint_every", "population", "seed", "device")
 
 

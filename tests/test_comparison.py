@@ -81,3 +81,31 @@ def test_paired_differences_cancel_who_the_customers_were():
     assert diff.high - diff.low == pytest.approx(2 * 1.959963984540054 * d.std(ddof=1) / np.sqrt(5000))
     assert 0.19 < diff.low < diff.high < 0.21
     assert diff.high - diff.low < (evaluations[2].objective.high - evaluations[2].objective.low) / 20
+
+
+def test_an_oracle_that_sees_part_of_the_latent_state_is_trained_and_evaluated_on_exactly_that_part(tmp_path):
+    from offerpilot.agents.comparison import arena_for, compare, load_run
+    from offerpilot.envs.observers import LATENT_FEATURES, RawFeatureObserver
+
+    with pytest.raises(ValueError, match="latent_features applies to observation 'latent'"):
+        TrainConfig(observation="raw", latent_features=("alive",))
+    with pytest.raises(ValueError, match="non-empty subset"):
+        TrainConfig(observation="latent", latent_features=("alive", "shoe_size"))
+    train_ppo(TrainConfig(observation="latent", latent_features=("price_sensitivity", "alive"), **TINY), tmp_path / "partial", progress=False)
+    train_ppo(TrainConfig(observation="latent", **TINY), tmp_path / "full", progress=False)
+    partial, full = load_run(tmp_path / "partial"), load_run(tmp_path / "full")
+    assert partial.name == "oracle (price_sensitivity, alive)" and full.name == "oracle"
+    assert partial.policy.feature_names == RawFeatureObserver.feature_names + ("price_sensitivity", "alive")
+    assert full.policy.feature_names == RawFeatureObserver.feature_names + LATENT_FEATURES
+
+    arena = arena_for(0.5)
+    sim = arena.latent(("price_sensitivity", "alive"))
+    traits, state = sim.new_customers(50, np.random.default_rng(0))
+    seen, everything = sim.observe(traits, state), arena.latent().observe(traits, state)
+    n_raw = len(RawFeatureObserver.feature_names)
+    assert np.array_equal(seen, np.concatenate([everything[:, :n_raw], everything[:, [n_raw + 4, n_raw]]], axis=1))
+
+    comparison = compare(arena, [Contender("no_offer", NoOfferPolicy()), partial, full], 500, seed=5, progress=False)
+    direct = evaluate_policy(sim, partial.policy, 500, 5, deterministic=True)
+    assert comparison.evaluations[1].objective.mean == direct.objective.mean
+    assert comparison.oracle_share["oracle"][0] == pytest.approx(1.0)  # the yardstick is the oracle that sees everything
