@@ -34,6 +34,7 @@ from offerpilot.agents.ope import (
     WeightedPDIS,
     weight_diagnostics,
 )
+from offerpilot.agents.ope.bootstrap import INTERVAL_METHODS
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,17 @@ class OPEConfig:
     """Also run the trajectory estimators (fitted-Q evaluation is the slow part)."""
     fqe_iterations: int | None = None
     """Fitted-Q backups; default: the longest trajectory (exact for a finite horizon)."""
+    interval_method: str = "studentized"
+    """Intervals of the per-decision estimators: ``"studentized"`` (bootstrap-t with the cluster-robust
+    delta-method standard error) or ``"percentile"``. On 250 simulated logs of 2,000 customers under uniform
+    logging (scripts/ope_validation.py), DR's and SNIPS's percentile intervals covered 88-90 % and missed on the
+    low side 2-5 times as often as on the high side; the studentized ones covered 90-91 % with balanced misses
+    (see :mod:`offerpilot.agents.ope.bootstrap`). The trajectory estimators keep percentile intervals."""
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.interval_method not in INTERVAL_METHODS:
+            raise ValueError(f"interval_method must be one of {INTERVAL_METHODS}, got {self.interval_method!r}")
 
 
 @dataclass(frozen=True)
@@ -119,7 +130,9 @@ def evaluate_off_policy(data: LoggedDecisions, target_probs: np.ndarray, config:
         DoublyRobustWithShrinkage(lambda_=config.shrinkage_lambda),
     )
     for estimator in bandit:  # a customer's decisions are correlated: resample customers
-        ci = estimator.estimate_interval(**arrays, estimated_rewards=estimated, groups=data.trajectory, **interval)
+        ci = estimator.estimate_interval(
+            **arrays, estimated_rewards=estimated, groups=data.trajectory, method=config.interval_method, **interval
+        )
         rows.append(EstimateRow(estimator.name, "per decision", ci.mean, ci.low, ci.high))
     diagnostics = weight_diagnostics(data.pscore, target_probs, data.action, data.logging_probs)
     warnings = list(diagnostics.warnings)

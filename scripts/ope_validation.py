@@ -1,7 +1,8 @@
 """How far each off-policy estimator can be trusted: bias, RMSE and interval coverage against simulator truth.
 
 Run:  .venv/bin/python scripts/ope_validation.py [--seeds 50] [--customers 2000] [--bootstrap 200]
-          [--sequential-seeds K | --no-sequential] [--workers 2] [--json out.json] [--cache-dir DIR]
+          [--interval studentized|percentile] [--sequential-seeds K | --no-sequential] [--workers 2]
+          [--json out.json] [--cache-dir DIR]
 
 For each logging policy (uniform random; epsilon-greedy around the recency rule, epsilon 0.3) and each
 target policy (no_offer; recency_rule):
@@ -13,12 +14,14 @@ target policy (no_offer; recency_rule):
      :func:`offerpilot.agents.evaluation.evaluate_policy`: what pdis, wpdis, fqe, wdr estimate;
 2. for seeds s = 0..S-1, logs of N customers under the logging policy (``simulate_logs(seed=s)``, shared by
    both targets), one :func:`offerpilot.agents.off_policy.evaluate_off_policy` per target
-   (``OPEConfig(seed=s)``), and every estimate with its 95 % bootstrap interval kept;
+   (``OPEConfig(seed=s)``), and every estimate with its 95 % bootstrap interval kept (per-decision estimators:
+   ``--interval``, studentized by default; trajectory estimators: percentile);
 3. per estimator, over seeds with ``e_s`` the estimate and ``v`` the truth:
    ``bias = mean_s(e_s) - v`` (with the standard error of that mean), ``RMSE = sqrt(mean_s (e_s - v)^2)``,
-   the spread ``sd_s(e_s)``, ``coverage = #{s : low_s <= v <= high_s} / S`` with a 95 % Wilson interval, and
-   the mean interval width. A well-calibrated 95 % interval has width about ``3.92 * sd`` and covers
-   95 % of the time.
+   the spread ``sd_s(e_s)``, ``coverage = #{s : low_s <= v <= high_s} / S`` with a 95 % Wilson interval, the
+   misses on each side (``high_s < v``: the interval lies below the truth; ``low_s > v``: above it), and the
+   mean interval width. A well-calibrated 95 % interval has width about ``3.92 * sd``, covers 95 % of the
+   time and misses about as often on each side.
 
 The trajectory estimators (fitted-Q evaluation refits 53 gradient-boosted regressors) dominate the time,
 so ``--sequential-seeds K`` runs them on the first K seeds only (``--no-sequential``: none); every table row
@@ -47,6 +50,7 @@ from offerpilot.agents.baselines import EpsilonGreedyPolicy, NoOfferPolicy, Rece
 from offerpilot.agents.evaluation import Z95, evaluate_policy
 from offerpilot.agents.logged_decisions import logged_decisions
 from offerpilot.agents.off_policy import OPEConfig, evaluate_off_policy
+from offerpilot.agents.ope.bootstrap import INTERVAL_METHODS
 from offerpilot.agents.ope_truth import per_decision_value
 from offerpilot.agents.policy import Policy
 from offerpilot.agents.target_policy import policy_probs
@@ -83,6 +87,8 @@ class ValidationConfig:
     threads: int | None = 1
     """BLAS/OpenMP threads per process (None: the libraries' default). 1 avoids OpenMP oversubscription,
     which on a busy machine made one gradient-boosting fit over 100x slower; use ``workers`` for more cores."""
+    interval: str = "studentized"
+    """Interval of the per-decision estimators (``OPEConfig.interval_method``): studentized or percentile bootstrap."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +116,10 @@ class Summary:
     rmse: float
     sd: float
     covered: int
+    missed_below: int
+    """Seeds whose interval lies entirely below the truth."""
+    missed_above: int
+    """Seeds whose interval lies entirely above the truth."""
     coverage: float
     coverage_low: float
     coverage_high: float
@@ -152,6 +162,8 @@ def summarise(estimator: str, scope: str, runs: list[dict], truth: Truth) -> Sum
         rmse=float(np.sqrt(np.mean((value - truth.value) ** 2))),
         sd=sd,
         covered=covered,
+        missed_below=int((high < truth.value).sum()),
+        missed_above=int((low > truth.value).sum()),
         coverage=covered / n,
         coverage_low=c_low,
         coverage_high=c_high,
@@ -164,14 +176,14 @@ def markdown_table(title: str, summaries: list[Summary]) -> str:
     lines = [
         f"#### {title}",
         "",
-        "| estimator | scope | seeds | truth | mean estimate | bias (± se) | RMSE | sd over seeds | 95 % CI coverage [Wilson 95 %] | mean CI width |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| estimator | scope | seeds | truth | mean estimate | bias (± se) | RMSE | sd over seeds | 95 % CI coverage [Wilson 95 %] | misses below / above | mean CI width |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for s in summaries:
         lines.append(
             f"| {s.estimator} | {s.scope} | {s.n_seeds} | {s.truth:.4f} | {s.mean:.4f} | {s.bias:+.4f} ± {s.bias_se:.4f} | "
             f"{s.rmse:.4f} | {s.sd:.4f} | {s.covered}/{s.n_seeds} = {s.coverage:.0%} [{s.coverage_low:.0%}, {s.coverage_high:.0%}] | "
-            f"{s.mean_width:.4f} |"
+            f"{s.missed_below} / {s.missed_above} | {s.mean_width:.4f} |"
         )
     return "\n".join(lines)
 
@@ -211,7 +223,7 @@ def _run_seed(
     out = {}
     for name, target in targets.items():
         started = time.perf_counter()
-        ope = OPEConfig(n_bootstrap=config.bootstrap, sequential=sequential, seed=seed)
+        ope = OPEConfig(n_bootstrap=config.bootstrap, sequential=sequential, interval_method=config.interval, seed=seed)
         report = evaluate_off_policy(data, policy_probs(target, data), ope)
         out[name] = {**report.to_dict(), "seconds": time.perf_counter() - started}
     return out
@@ -222,6 +234,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=50, help="simulated logs per logging policy (default: %(default)s)")
     parser.add_argument("--customers", type=int, default=2000, help="customers per log (default: %(default)s)")
     parser.add_argument("--bootstrap", type=int, default=200, help="bootstrap replicates per interval (default: %(default)s)")
+    parser.add_argument(
+        "--interval", choices=INTERVAL_METHODS, default="studentized",
+        help="interval of the per-decision estimators: studentized (bootstrap-t) or percentile bootstrap (default: %(default)s)",
+    )
     parser.add_argument("--truth-customers", type=int, default=200_000, help="customers per truth simulation (default: %(default)s)")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--sequential-seeds", type=int, default=None, help="run the per-customer estimators on the first K seeds only (default: all)")
@@ -239,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("need --seeds >= 2, --customers >= 2, --bootstrap >= 1 and --workers >= 1")
     sequential_seeds = 0 if args.no_sequential else min(args.seeds if args.sequential_seeds is None else args.sequential_seeds, args.seeds)
     config = ValidationConfig(
-        args.seeds, args.customers, args.bootstrap, sequential_seeds, args.truth_customers, args.workers, args.threads or None
+        args.seeds, args.customers, args.bootstrap, sequential_seeds, args.truth_customers, args.workers, args.threads or None,
+        args.interval,
     )
 
     wall_start = time.perf_counter()
@@ -357,7 +374,7 @@ def _cache_path(cache_dir: Path, logging_name: str, seed: int) -> Path:
 def _cache_key(config: ValidationConfig, seed: int) -> dict:
     """What a cached run depends on (not workers, threads or the truths)."""
     return {"customers": config.customers, "bootstrap": config.bootstrap, "sequential": seed < config.sequential_seeds,
-            "period_start": PERIOD_START, "epsilon": EPSILON}
+            "period_start": PERIOD_START, "epsilon": EPSILON, "interval": config.interval}
 
 
 def _write_json(path: Path, payload: dict, indent: int | None = None) -> None:

@@ -5,11 +5,13 @@ decisions each), per-decision estimators only (``OPEConfig(sequential=False, n_b
 intervals resample customers); the truth is :func:`per_decision_value` on 30,000 customers (standard error
 about 0.0024, against a spread of about 0.023 between seeds). Everything is seeded, so the outcome is fixed.
 
-What is real (the 50-seed study in README, 2,000 customers per log): DR and SNIPS are unbiased
-(+0.0009 ± 0.0023) and their intervals cover the truth 86 % of the time under uniform logging (94 % under
-epsilon-greedy logging): somewhat short of 95 %, as only a sixth of the decisions carry importance weight
-and the weights are heavy-tailed. The tests ask for at least 4 of 8 covering intervals, which an interval
-covering 78 % of the time meets 98 % of the time. DM's interval holds the fitted reward model fixed, so it is
+What is real (scripts/ope_validation.py, 2,000 customers per log, studentized cluster-bootstrap intervals):
+DR and SNIPS are unbiased in this setting (+0.0009 ± 0.0023 over seeds 0-49) and their intervals cover the
+truth about 91 % of the time (250 seeds: 91 %; seeds 0-49: 92 % DR, 90 % SNIPS), a little short of 95 % as a customer's
+contributions are heavy-tailed (a few big spenders carry much of the variance; see
+:mod:`offerpilot.agents.ope.bootstrap`). The tests ask for at least 6 of 8 covering intervals, which an
+interval covering 90 % of the time meets 96 % of the time (one covering 78 %, as the percentile interval did
+on seeds 0-49 of the uniform -> recency_rule study, 75 %). DM's interval holds the fitted reward model fixed, so it is
 narrower than DR's (about 0.6 x) while its point error is of DR's size; and DM is biased where it matters,
 in the difference between policies: its cross-fitted gradient-boosted reward model barely separates the
 actions, so DM shrinks the target's value toward the logging policy's and finds almost no advantage where
@@ -94,9 +96,9 @@ def test_dr_and_snips_are_unbiased(study, estimator):
 
 @pytest.mark.parametrize("estimator", ["dr", "snips"])
 def test_dr_and_snips_intervals_cover_the_truth(study, estimator):
-    """At least 4 of 8 nominal 95 % intervals cover the truth (true coverage is about 86 %: see the
-    module docstring for why not 95 %)."""
-    assert covered(study.runs[estimator], study.truth) >= 4, (estimator, study.runs[estimator], study.truth)
+    """At least 6 of 8 nominal 95 % intervals cover the truth (true coverage is about 91 %: see the
+    module docstring for why not 95 %); here all 8 do."""
+    assert covered(study.runs[estimator], study.truth) >= 6, (estimator, study.runs[estimator], study.truth)
 
 
 def test_dm_intervals_leave_out_the_reward_models_error(study):

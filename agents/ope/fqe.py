@@ -144,4 +144,4 @@ class FittedQEvaluation:
         """V_FQE with a percentile-bootstrap interval over trajectories; the fitted Q is held fixed, so the
         interval leaves out the model's own estimation error."""
         values = self.estimate_trajectory_values(features, target_probs, mask)[:, None]
-        return bootstrap_interval(values, np.ones_like(values), alpha, n_bootstrap, random_state)
+        return bootstrap_interval(values, np.ones_like(values), alpha, n_bootstrap, random_state, method="percentile")

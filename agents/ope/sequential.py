@@ -147,7 +147,9 @@ class TrajectoryEstimator(ABC):
         """The estimate with a (1 - alpha) percentile-bootstrap interval over trajectories (q_hat and
         v_hat are held fixed)."""
         numerator, denominator = self._validated_terms(reward, pscore, target_prob, mask, q_hat, v_hat)
-        return bootstrap_interval(numerator, denominator, alpha, n_bootstrap, random_state)
+        # Percentile, not studentized: the trajectory estimators have not been validated with studentized
+        # intervals, and with degenerate trajectory weights a replicate's standard error can be near 0.
+        return bootstrap_interval(numerator, denominator, alpha, n_bootstrap, random_state, method="percentile")
 
 
 @dataclass(frozen=True)
