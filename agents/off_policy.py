@@ -162,7 +162,9 @@ def evaluate_off_policy(data: LoggedDecisions, target_probs: np.ndarray, config:
         if trajectory_ess < 0.01 * mask.shape[0]:
             warnings.append(
                 f"trajectory importance weights are degenerate (effective sample size {trajectory_ess:.1f} of "
-                f"{mask.shape[0]} customers): trust FQE/WDR and the per-decision estimates over PDIS and WPDIS"
+                f"{mask.shape[0]} customers): PDIS and WPDIS rest on a handful of customers, and FQE and WDR on a "
+                "fitted Q-function that was biased low in validation at this horizon; rely on the per-decision DR "
+                "and SNIPS estimates"
             )
 
     per_customer = np.bincount(data.trajectory, weights=data.reward)

@@ -385,6 +385,8 @@ def _ope(args: argparse.Namespace) -> int:
         {"estimator": r.estimator, "scope": r.scope, "value": f"{r.value:.4f}", "interval": f"[{r.low:.4f}, {r.high:.4f}]"}
         for r in report.rows
     ])
+    print("note: dm, switch-dr and dr-os keep the reward model fitted once across bootstrap replicates, so their "
+          "intervals understate the uncertainty; dr and snips are the ones validated to cover (README)")
     d = report.decision_diagnostics
     print(f"logging policy realised {report.logged_per_decision:.4f} per decision, {report.logged_per_customer:.4f} per customer")
     print(f"importance weights: effective sample size {d.ess:,.0f} ({d.ess_share:.1%} of decisions), max {d.max_weight:.1f}")

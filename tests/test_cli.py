@@ -109,6 +109,7 @@ def test_ope_on_policy_target_recovers_what_was_logged(simulated, tmp_path):
     assert value["pdis"] == pytest.approx(report["logged_per_customer"], rel=1e-9)
     assert report["decision_diagnostics"]["ess_share"] == pytest.approx(1.0)
     assert (out / "ope.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "dm, switch-dr and dr-os keep the reward model fitted once" in result.stdout  # whose intervals to trust
 
 
 def test_ope_refuses_bad_logs(simulated, tmp_path):
