@@ -119,7 +119,17 @@ def train_ppo(config: TrainConfig, run_dir: str | Path, resume: bool = False, pr
     except OSError as e:
         raise WriteError(e.errno, e.strerror or str(e), str(run_dir)) from e
     config.save(run_dir / "config.json")
+    threads = torch.get_num_threads()
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    try:
+        return _train(config, run_dir, checkpoint, state, resume, progress)
+    finally:
+        torch.set_num_threads(threads)
 
+
+def _train(config: TrainConfig, run_dir: Path, checkpoint: Path, state: dict[str, Any], resume: bool, progress: bool) -> TrainResult:
+    """The body of :func:`train_ppo` once the run folder is ready and torch's thread count set."""
     device = resolve_device(config.device)
     observer = encoder_observer(config, run_dir, progress) if config.observation == "encoder" else None
     done_steps = int(state.get("num_timesteps", 0))
@@ -258,6 +268,7 @@ class _TrainingMonitor(BaseCallback):
             "lam": self.config.lam,
             "population": self.config.population,
             "num_timesteps": int(self.num_timesteps),
+            "torch_threads": torch.get_num_threads(),
             "train_config": self.config.to_dict(),
         }
         normalizer = ObservationNormalizer(rms.mean.copy(), rms.var.copy(), float(self.venv.clip_obs), float(self.venv.epsilon))

@@ -73,6 +73,9 @@ class TrainConfig:
     """Seeds the simulator, the network initialisation and the sampling of actions."""
     device: str = "auto"
     """``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda``."""
+    threads: int | None = None
+    """torch CPU threads (``None``: torch's default, about one per core). A seed gives bit-identical weights only
+    at the same thread count, as parallel sums add in another order with another count; runs record the count."""
     eval_every: int = 500_000
     """Evaluate on validation customers every this many timesteps (0: never)."""
     eval_customers: int = 4000
@@ -89,7 +92,7 @@ class TrainConfig:
             problems.append(f"lam must be in [0, 1], got {self.lam}")
         if self.discount_budget is not None and self.discount_budget < 0:
             problems.append(f"discount_budget must be >= 0, got {self.discount_budget}")
-        for name in ("total_timesteps", "n_envs", "n_steps", "batch_size", "n_epochs", "eval_customers"):
+        for name in ("total_timesteps", "n_envs", "n_steps", "batch_size", "n_epochs", "eval_customers", "threads"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("eval_every", "checkpoint_every"):

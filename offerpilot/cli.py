@@ -175,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     ppo.add_argument("--population", default=None, help="population preset (default, cdnow) or JSON from 'offerpilot calibrate'")
     ppo.add_argument("--seed", type=int, default=None, help="random seed (default: 0)")
     ppo.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="auto: CUDA when present, else CPU (default: auto)")
+    ppo.add_argument("--threads", type=int, default=None,
+                     help="torch CPU threads (default: torch's, about one per core); a seed reproduces a run's weights "
+                     "bit for bit only at the same thread count, which every saved policy records")
     ppo.add_argument("--no-progress", action="store_true", help="no progress bars")
     ppo.set_defaults(run=_train)
 
@@ -495,7 +498,7 @@ def _print_table(rows: list[dict[str, str]]) -> None:
 
 
 _TRAIN_OPTIONS = ("observation", "latent_features", "encoder", "lam", "discount_budget", "total_timesteps", "n_envs", "n_steps", "batch_size", "n_epochs",
-                  "learning_rate", "ent_coef", "gamma", "gae_lambda", "net_arch", "eval_every", "eval_customers", "checkpoint_every", "population", "seed", "device")
+                  "learning_rate", "ent_coef", "gamma", "gae_lambda", "net_arch", "eval_every", "eval_customers", "checkpoint_every", "population", "seed", "device", "threads")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -503,10 +506,10 @@ def _train(args: argparse.Namespace) -> int:
 
     flags = {name: getattr(args, name) for name in _TRAIN_OPTIONS}
     if args.resume:
-        changed = sorted(k for k, v in flags.items() if v is not None and k != "total_timesteps")
+        changed = sorted(k for k, v in flags.items() if v is not None and k not in ("total_timesteps", "threads"))
         if changed or args.config is not None:
-            raise ValueError(f"--resume continues the run as configured in {args.out / 'config.json'}; only --total-timesteps may change (got {changed or ['--config']})")
-        config = TrainConfig.from_file(args.out / "config.json", total_timesteps=flags["total_timesteps"])
+            raise ValueError(f"--resume continues the run as configured in {args.out / 'config.json'}; only --total-timesteps and --threads may change (got {changed or ['--config']})")
+        config = TrainConfig.from_file(args.out / "config.json", total_timesteps=flags["total_timesteps"], threads=flags["threads"])
     elif args.config is not None:
         config = TrainConfig.from_file(args.config, **flags)
     else:

@@ -132,6 +132,19 @@ def test_the_same_seed_trains_the_same_weights_however_often_a_run_evaluates_and
         torch.testing.assert_close(weights[0][name], weights[1][name], rtol=0, atol=0, msg=name)
 
 
+def test_threads_apply_while_training_are_recorded_and_restored(tmp_path):
+    """``threads`` sets torch's thread count for the run only, and the saved policy records the count it trained with."""
+    before = torch.get_num_threads()
+    tiny = {**SMALL, "n_envs": 16, "batch_size": 212, "total_timesteps": 16 * 53, "eval_every": 0}
+    result = train_ppo(TrainConfig(**tiny, threads=1, seed=5), tmp_path / "one", progress=False)
+    assert PPOPolicy.load(result.policy_dir).metadata["torch_threads"] == 1
+    assert torch.get_num_threads() == before
+    result = train_ppo(TrainConfig(**tiny, seed=5), tmp_path / "default", progress=False)
+    assert PPOPolicy.load(result.policy_dir).metadata["torch_threads"] == before
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        TrainConfig(threads=0)
+
+
 def test_a_finished_run_continued_with_more_timesteps_evaluates_each_step_count_once(tmp_path):
     rollout = 16 * 53
     config = TrainConfig(**{**SMALL, "n_envs": 16, "batch_size": 212, "eval_customers": 200}, total_timesteps=2 * rollout, eval_every=rollout, seed=2)
