@@ -66,16 +66,6 @@ def ratio_contributions(numerator: np.ndarray, denominator: np.ndarray) -> np.nd
     return (numerator * _ratios(np.ones(numerator.shape[1]), denominator.mean(axis=0))).sum(axis=1)
 
 
-def influence_values(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-    """Empirical influence values (n,) float64 of V: ``phi_i = sum_m (N[i, m] - R_m D[i, m]) / mean_j D[j, m]``
-    with ``R_m = sum N[:, m] / sum D[:, m]``, so that ``V_hat - V ~ mean_i phi_i`` to first order
-    (a term with a zero denominator is constant 0 and has no influence). They sum to zero."""
-    n = numerator.shape[0]
-    sum_n, sum_d = numerator.sum(axis=0), denominator.sum(axis=0)
-    scale = _ratios(np.full(sum_d.shape, float(n)), sum_d)  # 1 / mean D, 0 where the term vanishes
-    return ((numerator - _ratios(sum_n, sum_d) * denominator) * scale).sum(axis=1)
-
-
 def delta_method_se(numerator: np.ndarray, denominator: np.ndarray, counts: np.ndarray | None = None) -> np.ndarray:
     """Delta-method (sandwich) standard error of V, ``sqrt(sum_i phi_i^2 / (n (n - 1)))``, on the sample or,
     with ``counts`` (k, n), on each of k resamples that take row i ``counts[j, i]`` times.
