@@ -44,6 +44,7 @@ from offerpilot.envs.observers import latent_observer_name
 from offerpilot.envs.presets import load_population
 from offerpilot.envs.simulator import PopulationSimulator, SimulatorConfig
 from offerpilot.envs.vec_env import RetentionVecEnv
+from offerpilot.torch_threads import torch_threads
 
 CHECKPOINT_FILES = ("policy.safetensors", "policy.json", "optimizer.pt")
 """The files of ``checkpoint/`` besides ``state.json``, which lists their sha256."""
@@ -119,13 +120,8 @@ def train_ppo(config: TrainConfig, run_dir: str | Path, resume: bool = False, pr
     except OSError as e:
         raise WriteError(e.errno, e.strerror or str(e), str(run_dir)) from e
     config.save(run_dir / "config.json")
-    threads = torch.get_num_threads()
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
-    try:
+    with torch_threads(config.threads):
         return _train(config, run_dir, checkpoint, state, resume, progress)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _train(config: TrainConfig, run_dir: Path, checkpoint: Path, state: dict[str, Any], resume: bool, progress: bool) -> TrainResult:

@@ -53,6 +53,7 @@ from offerpilot.encoders.labels import Labels
 from offerpilot.encoders.losses import ziln_expected_value, ziln_loss
 from offerpilot.encoders.modeling import SEQUENCE_INPUTS, CustomerEncoderModel, CustomerEncoderOutput
 from offerpilot.encoders.tokenizer import MASK_ID, EventTokenizer
+from offerpilot.torch_threads import torch_threads
 
 Tensors = dict[str, torch.Tensor]
 
@@ -238,21 +239,18 @@ def train_encoder(
     train = {k: v[train_rows] for k, v in {**inputs, **targets}.items()}
     val = {k: v[val_rows] for k, v in {**inputs, **targets}.items()}
 
-    threads = torch.get_num_threads()
-    if config.num_threads is not None:
-        torch.set_num_threads(config.num_threads)
     write_text_atomic(out_dir / "training_config.json", json.dumps(asdict(config), indent=2) + "\n")
     writer = SummaryWriter(str(out_dir / "tensorboard"))
     try:
-        torch.manual_seed(config.seed)
-        model = CustomerEncoderModel(_model_config(config, tokenizer)).to(config.device)
-        loader_generator = torch.Generator().manual_seed(loader_seed)
-        pretrain = _pretrain(model, train, val, config, loader_generator, torch.Generator().manual_seed(mask_seed), writer, progress)
-        _init_heads_at_base_rates(model, train["churn"], train["spend"])
-        finetune = _finetune(model, train, val, config, loader_generator, writer, progress)
+        with torch_threads(config.num_threads):
+            torch.manual_seed(config.seed)
+            model = CustomerEncoderModel(_model_config(config, tokenizer)).to(config.device)
+            loader_generator = torch.Generator().manual_seed(loader_seed)
+            pretrain = _pretrain(model, train, val, config, loader_generator, torch.Generator().manual_seed(mask_seed), writer, progress)
+            _init_heads_at_base_rates(model, train["churn"], train["spend"])
+            finetune = _finetune(model, train, val, config, loader_generator, writer, progress)
     finally:
         writer.close()
-        torch.set_num_threads(threads)
 
     model.eval()
     metrics = TrainingMetrics(seed=config.seed, n_train=len(train_rows), n_validation=len(val_rows), **pretrain, **finetune)

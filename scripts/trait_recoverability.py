@@ -31,7 +31,7 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 
 from offerpilot.agents.baselines import UniformRandomPolicy
 from offerpilot.agents.policy import act
-from offerpilot.envs.population import FUNNEL, DayOutcome
+from offerpilot.envs.population import FUNNEL, CustomerState, DayOutcome
 from offerpilot.envs.simulator import PopulationSimulator
 
 TRAITS = {
@@ -49,7 +49,7 @@ def shop_view(sim: PopulationSimulator, n: int, seed: int, steps: list[int]) -> 
     rng = np.random.default_rng(seed)
     funnel = np.zeros((n, 3))  # days with a visit, with a cart, with a cart but no purchase
 
-    def on_day(customers: np.ndarray, state: object, out: DayOutcome) -> None:
+    def on_day(customers: np.ndarray, state: CustomerState, out: DayOutcome) -> None:
         cart = out.stage >= FUNNEL.index("cart")
         funnel[customers] += np.column_stack([out.stage >= FUNNEL.index("visit"), cart, cart & ~out.purchased])
 
