@@ -7,13 +7,14 @@ is for the oracle alone. The encoder observer (``offerpilot.encoders``) plugs in
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Protocol
 
 import numpy as np
 
 from offerpilot.catalog import OfferCatalog
 from offerpilot.envs.objective import ObjectiveConfig
-from offerpilot.envs.population import F32, CustomerState, CustomerTraits
+from offerpilot.envs.population import F32, CustomerState, CustomerTraits, PopulationParams
 
 
 class Observer(Protocol):
@@ -85,38 +86,101 @@ LATENT_FEATURES = (
 )
 """The simulator's hidden state as the oracle sees it, in this order."""
 
+STABLE_TRAITS = ("log_purchase_rate", "log_dropout_rate", "log_spend_scale", "price_sensitivity")
+"""The latent variables fixed for a customer's life: the only ones an oracle may see through noise."""
+
+
+def parse_latent_feature(spec: str) -> tuple[str, float]:
+    """``NAME`` (seen exactly) or ``NAME@R2`` (a stable trait seen through noise, such that the best prediction of
+    the trait from what is seen explains the share ``R2`` of its variance) -> (name, R2)."""
+    name, _, r2_text = spec.partition("@")
+    if name not in LATENT_FEATURES:
+        raise ValueError(f"unknown latent feature {name!r}; choose from {LATENT_FEATURES}")
+    if not r2_text:
+        return name, 1.0
+    try:
+        r2 = float(r2_text)
+    except ValueError:
+        raise ValueError(f"{spec!r}: the share of variance after '@' must be a number in (0, 1]") from None
+    if not 0.0 < r2 <= 1.0:
+        raise ValueError(f"{spec!r}: the share of variance after '@' must be in (0, 1], got {r2}")
+    if r2 < 1.0 and name not in STABLE_TRAITS:
+        raise ValueError(f"{spec!r}: only the stable traits {STABLE_TRAITS} can be seen through noise")
+    return name, r2
+
+
+def _latent_columns(traits: CustomerTraits, state: CustomerState) -> np.ndarray:
+    """Every latent variable of :data:`LATENT_FEATURES`, scaled to roughly unit range, shape (n, 9)."""
+    return np.stack(
+        (
+            state.alive.astype(F32),
+            np.log(traits.purchase_rate + F32(1e-6)) / F32(10),
+            np.log(traits.dropout_rate + F32(1e-6)) / F32(10),
+            np.log(traits.spend_scale + F32(1e-3)) / F32(5),
+            traits.price_sensitivity / F32(10),
+            state.satisfaction,
+            state.engagement,
+            state.habituation * F32(5),
+            state.fatigue / F32(3),
+        ),
+        axis=1,
+    )
+
+
+def customer_normal(traits: CustomerTraits, stream: int) -> np.ndarray:
+    """One standard normal draw per customer and ``stream``, the same at every decision of the customer's life.
+
+    Hashed (splitmix64) from the bits of the customer's own traits, so an observer needs no memory of who is who.
+    """
+    from scipy.special import ndtri
+
+    key = (traits.purchase_rate.view(np.uint32).astype(np.uint64) << np.uint64(32)) | traits.price_sensitivity.view(np.uint32).astype(np.uint64)
+    z = key ^ (traits.dropout_rate.view(np.uint32).astype(np.uint64) * np.uint64(0xD1B54A32D192ED03))
+    z = z + np.uint64((stream + 1) * 0x9E3779B97F4A7C15 % 2**64)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    return ndtri(((z >> np.uint64(11)).astype(np.float64) + 0.5) / 2.0**53)
+
 
 class LatentObserver(RawFeatureObserver):
     """Raw features plus the simulator's latent state: the oracle's privileged view.
 
     ``latent`` picks which latent variables are seen (default: all): an oracle that sees a subset measures
-    what knowing those variables is worth.
+    what knowing those variables is worth. ``NAME@R2`` shows a stable trait through noise fixed per customer, with
+    the share ``R2`` of its variance explained (see :func:`parse_latent_feature`): an oracle that knows a trait
+    only as well as a shop's logs can tell it; ``population`` gives the traits' spread the noise is scaled to.
     """
 
-    def __init__(self, catalog: OfferCatalog, objective: ObjectiveConfig, latent: tuple[str, ...] = LATENT_FEATURES) -> None:
+    def __init__(self, catalog: OfferCatalog, objective: ObjectiveConfig, latent: tuple[str, ...] = LATENT_FEATURES, population: PopulationParams | None = None) -> None:
         super().__init__(catalog, objective)
-        unknown = [name for name in latent if name not in LATENT_FEATURES]
-        if unknown or not latent:
-            raise ValueError(f"latent features must be a non-empty subset of {LATENT_FEATURES}, got {list(latent)}")
-        self.columns = [LATENT_FEATURES.index(name) for name in latent]
+        if not latent:
+            raise ValueError(f"latent features must be a non-empty subset of {LATENT_FEATURES}, got []")
+        parsed = [parse_latent_feature(spec) for spec in latent]
+        self.columns = [LATENT_FEATURES.index(name) for name, _ in parsed]
         self.feature_names = RawFeatureObserver.feature_names + tuple(latent)
+        noisy = [(i, r2) for i, (_, r2) in enumerate(parsed) if r2 < 1.0]
+        self.noise_scale = np.zeros(len(parsed), F32)
+        if noisy:
+            spread = _trait_spread(population or PopulationParams())
+            for i, r2 in noisy:
+                self.noise_scale[i] = spread[self.columns[i]] * np.sqrt((1.0 - r2) / r2)
 
     def observe(self, traits: CustomerTraits, state: CustomerState) -> np.ndarray:
-        latent = np.stack(
-            (
-                state.alive.astype(F32),
-                np.log(traits.purchase_rate + F32(1e-6)) / F32(10),
-                np.log(traits.dropout_rate + F32(1e-6)) / F32(10),
-                np.log(traits.spend_scale + F32(1e-3)) / F32(5),
-                traits.price_sensitivity / F32(10),
-                state.satisfaction,
-                state.engagement,
-                state.habituation * F32(5),
-                state.fatigue / F32(3),
-            ),
-            axis=1,
-        )
-        return np.concatenate([super().observe(traits, state), latent[:, self.columns]], axis=1).astype(F32, copy=False)
+        latent = _latent_columns(traits, state)[:, self.columns]
+        for i in np.flatnonzero(self.noise_scale):
+            latent[:, i] += self.noise_scale[i] * customer_normal(traits, self.columns[i]).astype(F32)
+        return np.concatenate([super().observe(traits, state), latent], axis=1).astype(F32, copy=False)
+
+
+def _trait_spread(population: PopulationParams, n: int = 200_000) -> np.ndarray:
+    """Standard deviation of each latent column over ``n`` customers drawn from ``population`` (fixed seed)."""
+    from offerpilot.envs.population import sample_traits
+
+    traits = sample_traits(population, n, np.random.default_rng(0))
+    zeros = np.zeros(n, F32)
+    state = CustomerState(**{f.name: zeros for f in fields(CustomerState)})
+    return _latent_columns(traits, state).std(axis=0)
 
 
 def latent_observer_name(latent_features: tuple[str, ...] | None) -> str:
@@ -124,13 +188,13 @@ def latent_observer_name(latent_features: tuple[str, ...] | None) -> str:
     return "latent" if latent_features is None else "latent:" + ",".join(latent_features)
 
 
-def make_observer(name: str, catalog: OfferCatalog, objective: ObjectiveConfig) -> Observer:
-    """Observer by name: ``raw`` (default), ``latent`` (oracle only) or ``latent:NAME,NAME`` (an oracle that
-    sees only those of :data:`LATENT_FEATURES`)."""
+def make_observer(name: str, catalog: OfferCatalog, objective: ObjectiveConfig, population: PopulationParams | None = None) -> Observer:
+    """Observer by name: ``raw`` (default), ``latent`` (oracle only) or ``latent:NAME,NAME@R2`` (an oracle that
+    sees only those of :data:`LATENT_FEATURES`, the ones with ``@R2`` through noise scaled to ``population``)."""
     if name == "raw":
         return RawFeatureObserver(catalog, objective)
     if name == "latent":
         return LatentObserver(catalog, objective)
     if name.startswith("latent:"):
-        return LatentObserver(catalog, objective, tuple(name.removeprefix("latent:").split(",")))
+        return LatentObserver(catalog, objective, tuple(name.removeprefix("latent:").split(",")), population)
     raise ValueError(f"unknown observer {name!r}; choose raw, latent or latent:NAME,NAME")

@@ -86,7 +86,7 @@ class PopulationSimulator:
     def __init__(self, config: SimulatorConfig | None = None) -> None:
         self.config = config or SimulatorConfig()
         self.kernel = DayKernel(self.config.population, self.config.catalog)
-        self.observer: Observer = make_observer(self.config.observer, self.config.catalog, self.config.objective)
+        self.observer: Observer = make_observer(self.config.observer, self.config.catalog, self.config.objective, self.config.population)
 
     @property
     def catalog(self) -> OfferCatalog:

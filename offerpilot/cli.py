@@ -12,7 +12,7 @@ from offerpilot.agents.baselines import COMPARED_BASELINES
 from offerpilot.agents.seeds import HELD_OUT_SEED, TUNING_SEEDS
 from offerpilot.agents.train_config import OBSERVATIONS, TrainConfig
 from offerpilot.atomic import write_text_atomic
-from offerpilot.envs.observers import LATENT_FEATURES
+from offerpilot.envs.observers import LATENT_FEATURES, STABLE_TRAITS
 from offerpilot.errors import DataError
 
 EPILOG = "Run 'offerpilot COMMAND --help' for the options of a command."
@@ -153,9 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
     ppo.add_argument("--observation", choices=OBSERVATIONS, default=None,
                      help="what the policy sees: encoder (raw features + customer encoder, the default), raw, or "
                      "latent (the simulator's hidden state: the oracle)")
-    ppo.add_argument("--latent-features", nargs="+", default=None, metavar="NAME", choices=LATENT_FEATURES,
+    ppo.add_argument("--latent-features", nargs="+", default=None, metavar="NAME[@R2]",
                      help="with --observation latent: the latent variables the oracle sees (default: all of "
-                     f"{', '.join(LATENT_FEATURES)}); a subset measures what knowing it is worth")
+                     f"{', '.join(LATENT_FEATURES)}); a subset measures what knowing it is worth. NAME@R2 shows one of "
+                     f"the stable traits ({', '.join(STABLE_TRAITS)}) through noise fixed per customer, so that it "
+                     "explains the share R2 of the trait's variance: an oracle that knows the trait only as well as logs tell it")
     ppo.add_argument("--encoder", default=None, help="encoder folder (RUN/model of 'offerpilot encoder train'); "
                      "default: train one on simulated customers into OUT/encoder")
     ppo.add_argument("--lam", type=float, default=None, help="0: 30-day margin only ... 1: 365-day CLV only (default: 0.5)")

@@ -1,14 +1,16 @@
 """What is each hidden variable worth? Oracles that see part of the simulator's latent state, against the full oracle.
 
 Run:  .venv/bin/python scripts/oracle_information.py [--out oracle_information] [--timesteps 6000000]
-          [--oracle RUN] [--customers 200000] [--variants alive rates price stable dynamic traits]
+          [--oracle RUN] [--customers 200000] [--variants alive rates price ...]
 
 Each variant is ``offerpilot train --observation latent --latent-features ...`` (raw features plus those latent
 variables; seed 0), then one ``offerpilot evaluate`` puts every variant, no offer and the full oracle on the same
 held-out customers, so each variant's share of the full oracle's CLV gain comes with a paired 95 % interval. The
 full oracle is trained here at the same budget unless ``--oracle`` names an existing run. The gap between a
 policy that reads the shop's logs and the oracle is the value of what the logs cannot show; the variants say which
-hidden variables that value sits in. Resumable: finished runs are kept, interrupted ones continue.
+hidden variables that value sits in; the oracles that see the stable traits through noise (``NAME@R2``) measure
+how far a policy can get that knows them only as well as the logs do. Resumable: finished runs are kept,
+interrupted ones continue.
 """
 
 from __future__ import annotations
@@ -26,8 +28,13 @@ VARIANTS = {
     "stable": ("log_purchase_rate", "log_dropout_rate", "log_spend_scale", "price_sensitivity"),
     "dynamic": ("satisfaction", "engagement", "habituation", "fatigue"),
     "traits": ("log_purchase_rate", "log_dropout_rate", "log_spend_scale", "price_sensitivity", "satisfaction", "engagement", "habituation", "fatigue"),
+    "stable_as_logs_tell_at_start": ("log_purchase_rate@0.43", "log_dropout_rate@0.17", "log_spend_scale@0.73", "price_sensitivity@0.23"),
+    "stable_as_logs_tell_after_a_year": ("log_purchase_rate@0.51", "log_dropout_rate@0.49", "log_spend_scale@0.76", "price_sensitivity@0.32"),
 }
-"""Variant name -> the latent variables its oracle sees (``traits``: everything but whether the customer is still active)."""
+"""Variant name -> the latent variables its oracle sees (``traits``: everything but whether the customer is still active).
+The ``stable_as_logs_tell_*`` oracles see the four stable traits through noise, each as well as the shop's logs tell it at
+the first decision and after a year of random offers (held-out R^2 of ``scripts/trait_recoverability.py`` with every
+feature, funnel included): the most a policy that reads the logs could know of them."""
 
 
 def offerpilot(*args: str) -> None:
