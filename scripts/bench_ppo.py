@@ -2,7 +2,8 @@
 on CartPole-v1 with a DummyVecEnv of 8 envs, measured in the same run.
 
 Run:  .venv/bin/python scripts/bench_ppo.py [--timesteps 1000000] [--cartpole-timesteps 50000] [--threads N]
-          [--observations raw encoder] [--encoder DIR] [--net-arch 64 64] [--n-epochs 10] [--json out.json]
+          [--observations raw encoder] [--encoder DIR] [--net-arch 64 64] [--n-epochs 10] [--n-envs 1024]
+          [--batch-size 8192] [--json out.json]
 
 Each figure is environment steps (decisions) per second of wall time over the whole ``learn`` call: rollouts
 and updates together, with no evaluation or checkpoints. Without ``--encoder`` the encoder observation uses a
@@ -56,11 +57,10 @@ def fresh_encoder(folder: Path) -> str:
     return str(folder)
 
 
-def offerpilot_steps_per_second(observation: str, timesteps: int, encoder: str | None, seed: int, device: str, net_arch: tuple[int, ...], n_epochs: int) -> tuple[float, int]:
-    """Steps per second of ``train_ppo`` with the default config but ``net_arch`` and ``n_epochs`` (no evaluation,
-    checkpoints only at the end)."""
-    config = TrainConfig(observation=observation, encoder=encoder, total_timesteps=timesteps, eval_every=0, checkpoint_every=0, seed=seed, device=device,
-                         net_arch=net_arch, n_epochs=n_epochs)
+def offerpilot_steps_per_second(observation: str, timesteps: int, encoder: str | None, seed: int, device: str, **options) -> tuple[float, int]:
+    """Steps per second of ``train_ppo`` with the default config but the :class:`TrainConfig` ``options`` (no
+    evaluation, checkpoints only at the end)."""
+    config = TrainConfig(observation=observation, encoder=encoder, total_timesteps=timesteps, eval_every=0, checkpoint_every=0, seed=seed, device=device, **options)
     with tempfile.TemporaryDirectory() as run:
         start = time.perf_counter()
         result = train_ppo(config, Path(run) / "run", progress=False)
@@ -75,6 +75,8 @@ def main() -> None:
     parser.add_argument("--encoder", default=None, help="trained encoder folder (default: a fresh default-size one)")
     parser.add_argument("--net-arch", type=int, nargs="+", default=list(TrainConfig.net_arch), help="hidden widths (default: %(default)s)")
     parser.add_argument("--n-epochs", type=int, default=TrainConfig.n_epochs, help="PPO epochs per rollout (default: %(default)s)")
+    parser.add_argument("--n-envs", type=int, default=TrainConfig.n_envs, help="customer slots (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size, help="minibatch size (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--device", default="auto", help="device of offerpilot's PPO (default: auto); CartPole runs on CPU")
     parser.add_argument("--seed", type=int, default=0)
@@ -86,13 +88,15 @@ def main() -> None:
     print(f"machine: {cpu_name()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, Python {platform.python_version()}, device {device}")
     cartpole = cartpole_steps_per_second(args.cartpole_timesteps, args.seed)
     print(f"SB3 PPO, CartPole-v1, DummyVecEnv of 8 envs:  {cartpole:10,.0f} steps/s")
-    figures = {"cartpole_steps_per_s": cartpole, "device": device, "threads": torch.get_num_threads(), "net_arch": args.net_arch, "n_epochs": args.n_epochs}
+    options = {"net_arch": tuple(args.net_arch), "n_epochs": args.n_epochs, "n_envs": args.n_envs, "batch_size": args.batch_size}
+    figures = {"cartpole_steps_per_s": cartpole, "device": device, "threads": torch.get_num_threads(), **options}
     with tempfile.TemporaryDirectory() as folder:
         encoder = args.encoder or (fresh_encoder(Path(folder) / "encoder") if "encoder" in args.observations else None)
         for observation in args.observations:
-            rate, steps = offerpilot_steps_per_second(observation, args.timesteps, encoder if observation == "encoder" else None, args.seed, device, tuple(args.net_arch), args.n_epochs)
+            rate, steps = offerpilot_steps_per_second(observation, args.timesteps, encoder if observation == "encoder" else None, args.seed, device, **options)
             figures[f"{observation}_steps_per_s"] = rate
-            print(f"offerpilot MaskablePPO {args.net_arch}, {args.n_epochs} epochs, {observation:7s} observation:  {rate:10,.0f} steps/s = {rate / cartpole:5.1f}x CartPole ({steps:,} steps)")
+            print(f"offerpilot MaskablePPO {args.net_arch}, {args.n_epochs} epochs, {args.n_envs} slots, minibatch {args.batch_size}, "
+                  f"{observation:7s} observation:  {rate:10,.0f} steps/s = {rate / cartpole:5.1f}x CartPole ({steps:,} steps)")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
 
