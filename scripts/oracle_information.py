@@ -1,7 +1,7 @@
 """What is each hidden variable worth? Oracles that see part of the simulator's latent state, against the full oracle.
 
 Run:  .venv/bin/python scripts/oracle_information.py [--out oracle_information] [--timesteps 6000000]
-          [--oracle RUN] [--customers 200000] [--variants alive rates price ...]
+          [--oracle RUN] [--customers 200000] [--variants alive rates price ...] [--seeds 1]
 
 Each variant is ``offerpilot train --observation latent --latent-features ...`` (raw features plus those latent
 variables; seed 0), then one ``offerpilot evaluate`` puts every variant, no offer and the full oracle on the same
@@ -30,11 +30,15 @@ VARIANTS = {
     "traits": ("log_purchase_rate", "log_dropout_rate", "log_spend_scale", "price_sensitivity", "satisfaction", "engagement", "habituation", "fatigue"),
     "stable_as_logs_tell_at_start": ("log_purchase_rate@0.43", "log_dropout_rate@0.17", "log_spend_scale@0.73", "price_sensitivity@0.23"),
     "stable_as_logs_tell_after_a_year": ("log_purchase_rate@0.51", "log_dropout_rate@0.49", "log_spend_scale@0.76", "price_sensitivity@0.32"),
+    "all_but_price": ("alive", "log_purchase_rate", "log_dropout_rate", "log_spend_scale", "satisfaction", "engagement", "habituation", "fatigue"),
+    "all_price_as_logs_tell": ("alive", "log_purchase_rate", "log_dropout_rate", "log_spend_scale", "price_sensitivity@0.32", "satisfaction", "engagement",
+                               "habituation", "fatigue"),
 }
 """Variant name -> the latent variables its oracle sees (``traits``: everything but whether the customer is still active).
 The ``stable_as_logs_tell_*`` oracles see the four stable traits through noise, each as well as the shop's logs tell it at
 the first decision and after a year of random offers (held-out R^2 of ``scripts/trait_recoverability.py`` with every
-feature, funnel included): the most a policy that reads the logs could know of them."""
+feature, funnel included): the most a policy that reads the logs could know of them. ``all_price_as_logs_tell`` knows
+every other hidden variable exactly and the price sensitivity only that well."""
 
 
 def offerpilot(*args: str) -> None:
@@ -43,14 +47,14 @@ def offerpilot(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "offerpilot.cli", *args], check=True)
 
 
-def train(run: Path, timesteps: int, flags: list[str]) -> None:
-    """Train ``run`` to ``timesteps``, or continue it from its checkpoint."""
+def train(run: Path, timesteps: int, seed: int, flags: list[str]) -> None:
+    """Train ``run`` to ``timesteps`` with ``seed``, or continue it from its checkpoint."""
     state = run / "checkpoint" / "state.json"
     if state.is_file():
         if json.loads(state.read_text())["num_timesteps"] < timesteps:
             offerpilot("train", "--out", str(run), "--resume", "--total-timesteps", str(timesteps), "--no-progress")
         return
-    offerpilot("train", "--out", str(run), "--observation", "latent", *flags, "--total-timesteps", str(timesteps), "--seed", "0", "--no-progress")
+    offerpilot("train", "--out", str(run), "--observation", "latent", *flags, "--total-timesteps", str(timesteps), "--seed", str(seed), "--no-progress")
 
 
 def main() -> int:
@@ -60,18 +64,26 @@ def main() -> int:
     parser.add_argument("--oracle", type=Path, default=None, help="an existing full-oracle run (default: train one into OUT/oracle_all)")
     parser.add_argument("--customers", type=int, default=200_000, help="held-out customers per policy (default: %(default)s)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS), help="variants to train (default: all)")
+    parser.add_argument("--seeds", type=int, default=1, help="training seeds 0..N-1 of every variant and of the full oracle (default: %(default)s); "
+                        "the shares are against seed 0's full oracle")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+
+    def folder(name: str, seed: int) -> Path:
+        return args.out / (f"oracle_{name}" if seed == 0 else f"oracle_{name}_seed{seed}")
+
     runs = []
     for name in args.variants:
-        run = args.out / f"oracle_{name}"
-        train(run, args.timesteps, ["--latent-features", *VARIANTS[name]])
-        runs.append(run)
-    oracle = args.oracle
-    if oracle is None:
-        oracle = args.out / "oracle_all"
-        train(oracle, args.timesteps, [])
-    offerpilot("evaluate", "--runs", *map(str, runs), str(oracle), "--baselines", "no_offer", "--customers", str(args.customers),
+        for seed in range(args.seeds):
+            train(folder(name, seed), args.timesteps, seed, ["--latent-features", *VARIANTS[name]])
+            runs.append(folder(name, seed))
+    if args.oracle is None:
+        train(folder("all", 0), args.timesteps, 0, [])
+    runs.append(args.oracle or folder("all", 0))  # the first full oracle in the list is the yardstick of the shares
+    for seed in range(1, args.seeds):
+        train(folder("all", seed), args.timesteps, seed, [])
+        runs.append(folder("all", seed))
+    offerpilot("evaluate", "--runs", *map(str, runs), "--baselines", "no_offer", "--customers", str(args.customers),
                "--out", str(args.out / "report"), "--no-progress")
     return 0
 
