@@ -118,6 +118,39 @@ def tuned_baselines(arena: Arena, names: tuple[str, ...], encoder_dir: Path | No
     return contenders
 
 
+SEED_FREE_OPTIONS = ("seed", "threads", "device", "eval_every", "eval_customers", "checkpoint_every", "encoder")
+"""Training options that do not make two runs different configurations (the encoder is compared by folder)."""
+
+
+def best_of_seeds(arena: Arena, runs: list[Contender], n_customers: int, seeds: tuple[int, ...] = TUNING_SEEDS, progress: bool = False) -> list[Contender]:
+    """Runs that differ only in their training seed become one contender: the run whose policy has the best mean
+    objective on ``n_customers`` per tuning seed, the customers the baselines are tuned on, so a seed is picked as
+    fairly as a baseline's parameters and never on the held-out customers. Other runs pass through unchanged."""
+    groups: dict[str, list[Contender]] = {}
+    for run in runs:
+        metadata = getattr(run.policy, "metadata", {})
+        config = {k: v for k, v in (metadata.get("train_config") or {"run": str(run.run_dir)}).items() if k not in SEED_FREE_OPTIONS}
+        key = json.dumps([config, str(Path(run.encoder_dir).resolve()) if run.encoder_dir else None], sort_keys=True)
+        groups.setdefault(key, []).append(run)
+    chosen = []
+    for group in groups.values():
+        if len(group) == 1:
+            chosen.append(group[0])
+            continue
+        scores = [float(np.mean([arena.evaluate(run, n_customers, seed, progress).objective.mean for seed in seeds])) for run in group]
+        best = group[int(np.argmax(scores))]
+        picked = {"seed": best.policy.metadata["train_config"]["seed"], "tuning_objective_by_seed": {
+            str(run.policy.metadata["train_config"]["seed"]): round(score, 4) for run, score in zip(group, scores)}}
+        chosen.append(replace(renamed(best, f"{best.name}, best of {len(group)} seeds"), params=picked))
+    return chosen
+
+
+def renamed(contender: Contender, name: str) -> Contender:
+    """``contender`` under ``name``, in the tables and in its policy's evaluations."""
+    contender.policy.policy_id = name
+    return replace(contender, name=name)
+
+
 @dataclass(frozen=True)
 class Comparison:
     """The evaluations of every contender on one cohort, and each one's share of the oracle's gain."""

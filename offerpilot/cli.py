@@ -198,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--customers", type=int, default=50_000, help="held-out customers per policy (default: %(default)s)")
     ev.add_argument("--seed", type=int, default=HELD_OUT_SEED, help="seed of the held-out customers (default: %(default)s)")
     ev.add_argument("--tuning-customers", type=int, default=20_000, help="customers per tuning seed (default: %(default)s)")
+    ev.add_argument("--best-of-seeds", action="store_true", help="runs that differ only in their training seed count as one "
+                    "policy: the seed with the best objective on the tuning customers (where the baselines are tuned) is "
+                    "evaluated, the others are not")
     ev.add_argument("--lam", type=float, default=0.5, help="the objective's trade-off for the table and tuning (default: %(default)s)")
     ev.add_argument("--population", default="default", help="population preset or JSON (default: %(default)s)")
     ev.add_argument("--out", type=Path, required=True, help="report folder")
@@ -526,17 +529,19 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from offerpilot.agents.comparison import arena_for, compare, load_run, tuned_baselines
+    from offerpilot.agents.comparison import arena_for, best_of_seeds, compare, load_run, renamed, tuned_baselines
     from offerpilot.agents.comparison_plots import plot_clv_by_policy, plot_frontier, plot_learning_curves
 
     runs = [load_run(r) for r in args.runs]
-    names = [c.name for c in runs]
-    runs = [load_run(r, f"{c.name} #{names[:i].count(c.name) + 1}") if names.count(c.name) > 1 else c for i, (r, c) in enumerate(zip(args.runs, runs))]
     encoder = args.encoder or next((c.encoder_dir for c in runs if c.encoder_dir is not None), None)
     baselines = tuple(args.baselines)
     if "churn_threshold" in baselines and encoder is None:
         raise ValueError("the churn_threshold baseline reads the encoder's churn probability: pass --encoder, a run trained on encoder features, or leave it out of --baselines")
     arena = arena_for(args.lam, args.population)
+    if args.best_of_seeds:
+        runs = best_of_seeds(arena, runs, args.tuning_customers, progress=not args.no_progress)
+    names = [c.name for c in runs]
+    runs = [renamed(c, f"{c.name} #{names[:i].count(c.name) + 1}") if names.count(c.name) > 1 else c for i, c in enumerate(runs)]
     contenders = tuned_baselines(arena, baselines, encoder, args.tuning_customers, progress=not args.no_progress) + runs
     comparison = compare(arena, contenders, args.customers, args.seed, progress=not args.no_progress)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -137,3 +137,29 @@ def test_an_oracle_sees_a_stable_trait_through_noise_that_leaves_the_stated_shar
     again = noisy.observe(traits, later)
     assert np.array_equal(again[:, n_raw : n_raw + 2] - exact.observe(traits, later)[:, n_raw : n_raw + 2], seen[:, n_raw : n_raw + 2] - truth[:, n_raw : n_raw + 2])
     assert np.array_equal(arena_for(0.5).latent(("log_purchase_rate@0.5", "price_sensitivity@0.25", "alive")).observe(traits, state), seen)
+
+
+def test_best_of_seeds_keeps_the_seed_with_the_best_objective_on_the_tuning_customers_and_leaves_other_configs_alone(tmp_path):
+    """Runs that differ only in seed (and thread count) are one policy whose seed is picked where baselines are tuned."""
+    from offerpilot.agents.comparison import arena_for, best_of_seeds, load_run
+    from offerpilot.agents.seeds import TUNING_SEEDS
+
+    train_ppo(TrainConfig(observation="raw", seed=0, **TINY), tmp_path / "s0", progress=False)
+    train_ppo(TrainConfig(observation="raw", seed=1, threads=1, **TINY), tmp_path / "s1", progress=False)
+    train_ppo(TrainConfig(observation="raw", seed=0, lam=0.8, **TINY), tmp_path / "other", progress=False)
+    arena = arena_for(0.5)
+    runs = [load_run(tmp_path / name) for name in ("s0", "s1", "other")]
+    scores = [np.mean([arena.evaluate(run, 400, seed).objective.mean for seed in TUNING_SEEDS]) for run in runs[:2]]
+    assert scores[0] != scores[1]
+    chosen = best_of_seeds(arena, runs, 400)
+    assert len(chosen) == 2 and chosen[1] is runs[2]
+    best = int(np.argmax(scores))
+    assert chosen[0].run_dir == runs[best].run_dir and chosen[0].params["seed"] == best
+    assert chosen[0].name == "ppo (raw, lam 0.5), best of 2 seeds" == chosen[0].policy.policy_id
+    assert chosen[0].params["tuning_objective_by_seed"] == {"0": round(scores[0], 4), "1": round(scores[1], 4)}
+
+    code = main(["evaluate", "--runs", *(str(tmp_path / n) for n in ("s0", "s1")), "--baselines", "no_offer", "--best-of-seeds", "--customers", "300",
+                 "--tuning-customers", "400", "--out", str(tmp_path / "report"), "--no-progress"])
+    assert code == 0
+    rows = [r["policy"] for r in json.loads((tmp_path / "report" / "evaluation.json").read_text())]
+    assert rows == ["no_offer", "ppo (raw, lam 0.5), best of 2 seeds"]
