@@ -4,7 +4,7 @@ Run:  .venv/bin/python scripts/oracle_information.py [--out oracle_information] 
           [--oracle RUN] [--customers 200000] [--variants alive rates price ...] [--seeds 1]
 
 Each variant is ``offerpilot train --observation latent --latent-features ...`` (raw features plus those latent
-variables; seed 0), then one ``offerpilot evaluate`` puts every variant, no offer and the full oracle on the same
+variables; seed 0, or seeds 0 to N-1 with ``--seeds N``), then one ``offerpilot evaluate`` puts every variant, no offer and the full oracle on the same
 held-out customers, so each variant's share of the full oracle's CLV gain comes with a paired 95 % interval. The
 full oracle is trained here at the same budget unless ``--oracle`` names an existing run. The gap between a
 policy that reads the shop's logs and the oracle is the value of what the logs cannot show; the variants say which
