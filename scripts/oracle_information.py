@@ -33,12 +33,17 @@ VARIANTS = {
     "all_but_price": ("alive", "log_purchase_rate", "log_dropout_rate", "log_spend_scale", "satisfaction", "engagement", "habituation", "fatigue"),
     "all_price_as_logs_tell": ("alive", "log_purchase_rate", "log_dropout_rate", "log_spend_scale", "price_sensitivity@0.32", "satisfaction", "engagement",
                                "habituation", "fatigue"),
+    "all_price_at_r2_60": ("alive", "log_purchase_rate", "log_dropout_rate", "log_spend_scale", "price_sensitivity@0.6", "satisfaction", "engagement",
+                           "habituation", "fatigue"),
+    "all_price_at_r2_85": ("alive", "log_purchase_rate", "log_dropout_rate", "log_spend_scale", "price_sensitivity@0.85", "satisfaction", "engagement",
+                           "habituation", "fatigue"),
 }
 """Variant name -> the latent variables its oracle sees (``traits``: everything but whether the customer is still active).
 The ``stable_as_logs_tell_*`` oracles see the four stable traits through noise, each as well as the shop's logs tell it at
 the first decision and after a year of random offers (held-out R^2 of ``scripts/trait_recoverability.py`` with every
 feature, funnel included): the most a policy that reads the logs could know of them. ``all_price_as_logs_tell`` knows
-every other hidden variable exactly and the price sensitivity only that well."""
+every other hidden variable exactly and the price sensitivity only that well; ``all_price_at_r2_*`` know it better
+than any log does, to see how well it must be known for the full oracle's gain."""
 
 
 def offerpilot(*args: str) -> None:
