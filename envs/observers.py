@@ -7,7 +7,6 @@ is for the oracle alone. The encoder observer (``offerpilot.encoders``) plugs in
 
 from __future__ import annotations
 
-from dataclasses import fields
 from typing import Protocol
 
 import numpy as np
@@ -109,22 +108,23 @@ def parse_latent_feature(spec: str) -> tuple[str, float]:
     return name, r2
 
 
-def _latent_columns(traits: CustomerTraits, state: CustomerState) -> np.ndarray:
-    """Every latent variable of :data:`LATENT_FEATURES`, scaled to roughly unit range, shape (n, 9)."""
+def _trait_columns(traits: CustomerTraits) -> np.ndarray:
+    """The :data:`STABLE_TRAITS` as the oracle sees them, scaled to roughly unit range, shape (n, 4)."""
     return np.stack(
         (
-            state.alive.astype(F32),
             np.log(traits.purchase_rate + F32(1e-6)) / F32(10),
             np.log(traits.dropout_rate + F32(1e-6)) / F32(10),
             np.log(traits.spend_scale + F32(1e-3)) / F32(5),
             traits.price_sensitivity / F32(10),
-            state.satisfaction,
-            state.engagement,
-            state.habituation * F32(5),
-            state.fatigue / F32(3),
         ),
         axis=1,
     )
+
+
+def _latent_columns(traits: CustomerTraits, state: CustomerState) -> np.ndarray:
+    """Every latent variable of :data:`LATENT_FEATURES`, scaled to roughly unit range, shape (n, 9)."""
+    dynamic = (state.satisfaction, state.engagement, state.habituation * F32(5), state.fatigue / F32(3))
+    return np.concatenate([state.alive.astype(F32)[:, None], _trait_columns(traits), np.stack(dynamic, axis=1)], axis=1)
 
 
 def customer_normal(traits: CustomerTraits, stream: int) -> np.ndarray:
@@ -159,12 +159,12 @@ class LatentObserver(RawFeatureObserver):
         parsed = [parse_latent_feature(spec) for spec in latent]
         self.columns = [LATENT_FEATURES.index(name) for name, _ in parsed]
         self.feature_names = RawFeatureObserver.feature_names + tuple(latent)
-        noisy = [(i, r2) for i, (_, r2) in enumerate(parsed) if r2 < 1.0]
+        noisy = [(i, name, r2) for i, (name, r2) in enumerate(parsed) if r2 < 1.0]
         self.noise_scale = np.zeros(len(parsed), F32)
         if noisy:
             spread = _trait_spread(population or PopulationParams())
-            for i, r2 in noisy:
-                self.noise_scale[i] = spread[self.columns[i]] * np.sqrt((1.0 - r2) / r2)
+            for i, name, r2 in noisy:
+                self.noise_scale[i] = spread[STABLE_TRAITS.index(name)] * np.sqrt((1.0 - r2) / r2)
 
     def observe(self, traits: CustomerTraits, state: CustomerState) -> np.ndarray:
         latent = _latent_columns(traits, state)[:, self.columns]
@@ -174,13 +174,10 @@ class LatentObserver(RawFeatureObserver):
 
 
 def _trait_spread(population: PopulationParams, n: int = 200_000) -> np.ndarray:
-    """Standard deviation of each latent column over ``n`` customers drawn from ``population`` (fixed seed)."""
+    """Standard deviation of each of :data:`STABLE_TRAITS`' columns over ``n`` customers of ``population`` (fixed seed)."""
     from offerpilot.envs.population import sample_traits
 
-    traits = sample_traits(population, n, np.random.default_rng(0))
-    zeros = np.zeros(n, F32)
-    state = CustomerState(**{f.name: zeros for f in fields(CustomerState)})
-    return _latent_columns(traits, state).std(axis=0)
+    return _trait_columns(sample_traits(population, n, np.random.default_rng(0))).std(axis=0)
 
 
 def latent_observer_name(latent_features: tuple[str, ...] | None) -> str:
