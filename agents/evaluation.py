@@ -96,7 +96,7 @@ def evaluate_policy(
         if encoder is not None:
             obs = np.concatenate([obs, encoder.observe(history, state)], axis=1)
         actions, _ = act(policy, obs, sim.action_mask(state), deterministic=deterministic, rng=rng)
-        state, out = sim.advance(traits, state, actions, rng, on_day=on_day)
+        state, out = sim.advance(traits, state, actions, on_day=on_day)
         dropout_day = np.where(out.churned, out.churn_day, dropout_day)
         totals["objective"] += out.reward
         totals["short"] += out.margin_short

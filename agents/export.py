@@ -251,7 +251,7 @@ def _simulated_parity(policy: PPOPolicy, bundle: Bundle, value_scale: float, con
             torch_features, onnx_features = np.concatenate([raw, encoded], axis=1), np.concatenate([raw, onnx_encoded], axis=1)
         check.add(torch_features, onnx_features, mask)
         actions, _ = sample_actions(policy.action_probs(torch_features, mask), rng)
-        state, _ = sim.advance(traits, state, actions, rng, on_day=on_day)
+        state, _ = sim.advance(traits, state, actions, on_day=on_day)
     result = {"customers": n_customers, "decisions_per_customer": sim.config.n_decisions, **check.result()}
     if observer is not None:
         result["encoder_features_max_abs_diff"] = encoder_diff

@@ -43,9 +43,9 @@ def per_decision_value(
         obs, mask = sim.observe(traits, state), sim.action_mask(state)
         target_obs = obs if encoder is None else np.concatenate([obs, encoder.observe(history, state)], axis=1)
         target_actions, _ = sample_actions(target.action_probs(target_obs, mask), branch_rng)
-        _, branch = sim.advance(traits, state, target_actions, branch_rng)
+        _, branch = sim.advance(traits, state, target_actions)
         rewards.append(branch.reward.astype(np.float64))
         actions, _ = sample_actions(logging.action_probs(obs, mask), rng)
-        state, _ = sim.advance(traits, state, actions, rng, on_day=on_day)
+        state, _ = sim.advance(traits, state, actions, on_day=on_day)
     per_customer = np.mean(rewards, axis=0)  # customers are independent; decisions within one are not
     return float(per_customer.mean()), float(per_customer.std(ddof=1) / np.sqrt(n_customers))

@@ -75,7 +75,7 @@ def collect_randomised_logs(
         obs = observe(traits, state)
         actions, _ = act(policy, obs, sim.action_mask(state), rng=rng)
         alive = np.flatnonzero(state.alive)
-        state, out = sim.advance(traits, state, actions, rng)
+        state, out = sim.advance(traits, state, actions)
         margins[:, t] = step_margin(sim, out)
         if t + horizon_steps <= n_decisions:
             rows.append((alive, obs[alive], out.action[alive].astype(np.int64)))

@@ -128,7 +128,7 @@ def holdout_fidelity(
             count[customers] += out.purchased
             spend[customers] += out.list_value
 
-    simulate_lives(DayKernel(params, default_catalog()), traits, first_day, horizon + 1, rng, on_day=on_day)
+    simulate_lives(DayKernel(params, default_catalog()), traits, first_day, horizon + 1, on_day=on_day)
     real_x, real_spend = rfm["x_holdout"].to_numpy(), rfm["spend_holdout"].to_numpy()
     bins = np.arange(max_count + 1)
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 from typing import Protocol
 
 import numpy as np
+from scipy.special import gammaincinv
 
 from offerpilot.catalog import OfferCatalog
+from offerpilot.envs.common_random import Draw, open_uniforms
 from offerpilot.envs.population import (
     F32,
     CustomerState,
@@ -37,9 +39,10 @@ class AcquisitionRecorder(Protocol):
     def __call__(self, day: int, customers: np.ndarray, list_value: np.ndarray, category: np.ndarray) -> None: ...
 
 
-def first_purchase_value(traits: CustomerTraits, spend_p: float, rng: np.random.Generator) -> np.ndarray:
-    """List value of each customer's acquisition purchase (float32)."""
-    return (rng.standard_gamma(spend_p, traits.spend_scale.shape[0]) * traits.spend_scale).astype(F32)
+def first_purchase_value(traits: CustomerTraits, spend_p: float, acquisition_day: np.ndarray) -> np.ndarray:
+    """List value of each customer's acquisition purchase (float32), a common random number of its day."""
+    u = open_uniforms(traits.noise_key, acquisition_day, Draw.FIRST_PURCHASE)
+    return (gammaincinv(spend_p, u) * traits.spend_scale).astype(F32)
 
 
 def simulate_lives(
@@ -47,7 +50,6 @@ def simulate_lives(
     traits: CustomerTraits,
     acquisition_day: np.ndarray,
     until_day: int,
-    rng: np.random.Generator,
     on_day: DayRecorder | None = None,
     on_acquire: AcquisitionRecorder | None = None,
 ) -> CustomerState:
@@ -59,7 +61,7 @@ def simulate_lives(
     order = np.argsort(acquisition_day, kind="stable")
     sorted_days = acquisition_day[order]
     traits_sorted = take(traits, order)
-    first_value = first_purchase_value(traits_sorted, kernel.params.spend_p, rng)
+    first_value = first_purchase_value(traits_sorted, kernel.params.spend_p, sorted_days)
     state = acquired_state(traits_sorted, kernel.catalog, (sorted_days + 1).astype(np.int16))
     state.total_spend[:] = first_value
     if on_acquire is not None:
@@ -72,7 +74,7 @@ def simulate_lives(
     for day in range(start, until_day):
         k = int(np.searchsorted(sorted_days, day, side="left"))  # acquired strictly before `day`
         block = slice(0, k)
-        new, outcome = kernel.step(take(traits_sorted, block), take(state, block), nothing[block], legal[block], rng)
+        new, outcome = kernel.step(take(traits_sorted, block), take(state, block), nothing[block], legal[block])
         put(state, block, new)
         if on_day is not None:
             on_day(order[:k], new, outcome)

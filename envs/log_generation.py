@@ -151,7 +151,7 @@ def simulate_logs(
     traits = sample_traits(sim.config.population, n_customers, rng)
 
     acquisition = -rng.integers(1, sim.config.history_days + 1, n_customers)
-    state = simulate_lives(sim.kernel, traits, acquisition, 0, rng, on_day=buffer.day, on_acquire=buffer.acquisition)
+    state = simulate_lives(sim.kernel, traits, acquisition, 0, on_day=buffer.day, on_acquire=buffer.acquisition)
     truth = pd.DataFrame({"user_id": user_ids, "acquisition_day": acquisition, "alive_at_start": state.alive, **asdict(traits)})
 
     decisions = []
@@ -163,7 +163,7 @@ def simulate_logs(
         probs = policy.action_probs(obs, mask)
         actions, propensity = sample_actions(probs, rng)
         decisions.append((state.day.copy(), actions, propensity, probs, obs))
-        state, _ = sim.advance(traits, state, actions, rng, on_day=lambda c, s, o: buffer.day(everyone, s, o))
+        state, _ = sim.advance(traits, state, actions, on_day=lambda c, s, o: buffer.day(everyone, s, o))
 
     events = buffer.frame(user_ids, start)
     days = np.concatenate([d[0] for d in decisions]).astype(np.int64)

@@ -12,6 +12,7 @@ from typing import Protocol
 import numpy as np
 
 from offerpilot.catalog import OfferCatalog
+from offerpilot.envs.common_random import Draw, open_uniforms
 from offerpilot.envs.objective import ObjectiveConfig
 from offerpilot.envs.population import F32, CustomerState, CustomerTraits, PopulationParams
 
@@ -130,17 +131,11 @@ def _latent_columns(traits: CustomerTraits, state: CustomerState) -> np.ndarray:
 def customer_normal(traits: CustomerTraits, stream: int) -> np.ndarray:
     """One standard normal draw per customer and ``stream``, the same at every decision of the customer's life.
 
-    Hashed (splitmix64) from the bits of the customer's own traits, so an observer needs no memory of who is who.
+    A common random number of the customer's noise key, so an observer needs no memory of who is who.
     """
     from scipy.special import ndtri
 
-    key = (traits.purchase_rate.view(np.uint32).astype(np.uint64) << np.uint64(32)) | traits.price_sensitivity.view(np.uint32).astype(np.uint64)
-    z = key ^ (traits.dropout_rate.view(np.uint32).astype(np.uint64) * np.uint64(0xD1B54A32D192ED03))
-    z = z + np.uint64((stream + 1) * 0x9E3779B97F4A7C15 % 2**64)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    z = z ^ (z >> np.uint64(31))
-    return ndtri(((z >> np.uint64(11)).astype(np.float64) + 0.5) / 2.0**53)
+    return ndtri(open_uniforms(traits.noise_key, stream, Draw.OBSERVATION_NOISE))
 
 
 class LatentObserver(RawFeatureObserver):

@@ -26,9 +26,10 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
-from scipy.special import gammainc, gammaincc
+from scipy.special import gammainc, gammaincc, gammaincinv
 
 from offerpilot.catalog import OFFER_KINDS, OfferCatalog
+from offerpilot.envs.common_random import Draw, new_keys, open_uniforms, uniforms
 
 F32 = np.float32
 NO_CONTACT = np.int16(10_000)
@@ -147,6 +148,7 @@ class CustomerTraits:
     price_sensitivity: np.ndarray  # float32, b_i
     quality: np.ndarray  # float32 in [0, 1], typical experience
     favourite_category: np.ndarray  # int8 index into CATEGORIES
+    noise_key: np.ndarray  # uint64: keys every random draw of the customer's days (see common_random)
 
 
 @dataclass(frozen=True)
@@ -247,6 +249,7 @@ def sample_traits(params: PopulationParams, n: int, rng: np.random.Generator) ->
     c = params.quality_concentration
     quality = rng.beta(params.quality_mean * c, (1 - params.quality_mean) * c, n)
     fav = rng.integers(0, len(CATEGORIES), n)
+    keys = new_keys(n, rng)
     return CustomerTraits(
         purchase_rate=lam.astype(F32),
         dropout_rate=mu.astype(F32),
@@ -254,6 +257,7 @@ def sample_traits(params: PopulationParams, n: int, rng: np.random.Generator) ->
         price_sensitivity=b.astype(F32),
         quality=quality.astype(F32),
         favourite_category=fav.astype(np.int8),
+        noise_key=keys,
     )
 
 
@@ -314,15 +318,11 @@ class DayKernel:
         # Perceived discount: fraction offers directly (points at a discount), money offers relative to typical spend.
         self._perceived_fraction = np.where(self._is_loyalty, catalog.value * p.loyalty_perceived, np.where(self._is_money, 0, catalog.value)).astype(F32)
 
-    def step(
-        self,
-        traits: CustomerTraits,
-        state: CustomerState,
-        action: np.ndarray,
-        legal: np.ndarray,
-        rng: np.random.Generator,
-    ) -> tuple[CustomerState, DayOutcome]:
+    def step(self, traits: CustomerTraits, state: CustomerState, action: np.ndarray, legal: np.ndarray) -> tuple[CustomerState, DayOutcome]:
         """Advance every customer one day.
+
+        Every draw is a common random number of (customer, day, kind) (see :mod:`offerpilot.envs.common_random`),
+        so the step is a deterministic function of its inputs and two policies meet the same luck.
 
         :param action: int array (n,), action index per customer, applied at the start of the day.
         :param legal: bool array (n, n_actions) from :func:`offerpilot.envs.masks.action_mask`;
@@ -332,7 +332,7 @@ class DayKernel:
         n = state.n_customers
         rows = np.arange(n)
         action = np.where(legal[rows, action], action, 0).astype(np.int8)
-        u = rng.random((3, n), dtype=F32)
+        keys, today = traits.noise_key, state.day
         alive = state.alive
 
         # 1. Messages go out in the morning: cost, fatigue, unsubscribes, the live offer.
@@ -340,7 +340,7 @@ class DayKernel:
         send_cost = self._send_cost[action]
         fatigue = state.fatigue + sent
         p_unsub = F32(p.unsubscribe_base) * np.exp(F32(p.unsubscribe_fatigue_weight) * fatigue)
-        unsubscribed = sent & alive & (u[2] < p_unsub)
+        unsubscribed = sent & alive & (uniforms(keys, today, Draw.UNSUBSCRIBE) < p_unsub)
         subscribed = state.subscribed & ~unsubscribed
         is_offer = self._is_offer[action]
         reads = sent & alive & ~unsubscribed
@@ -365,7 +365,7 @@ class DayKernel:
         p_view = np.minimum(p_buy * F32(p.funnel_view), p_visit)
         p_cart = np.minimum(p_buy * (F32(1) + self._cart_excess * traits.price_sensitivity), p_view)
         expected_list_value, expected_discount = self._expected_purchase(traits, alive, p_buy, offer, offer_days_left, spend_mean)
-        u0 = np.where(alive, u[0], F32(2))  # the dead do nothing
+        u0 = np.where(alive, uniforms(keys, today, Draw.FUNNEL), F32(2))  # the dead do nothing
         stage = ((u0 < p_visit).astype(np.uint8) + (u0 < p_view) + (u0 < p_cart) + (u0 < p_buy)).astype(np.uint8)
         purchased = stage == 4
 
@@ -377,21 +377,23 @@ class DayKernel:
         satisfaction = state.satisfaction.copy()
         buyers = np.flatnonzero(purchased)
         if buyers.size:
-            lv = (rng.standard_gamma(p.spend_p, buyers.size) * traits.spend_scale[buyers]).astype(F32)
+            bkeys, bday = keys[buyers], today[buyers]
+            lv = (gammaincinv(p.spend_p, open_uniforms(bkeys, bday, Draw.SPEND)) * traits.spend_scale[buyers]).astype(F32)
             has_offer = offer_days_left[buyers] > 0
             off = np.where(has_offer, offer[buyers], 0)
             disc = np.minimum(self._cost_fraction[off] * lv + self._cost_flat[off], lv)
             list_value[buyers] = lv
             discount[buyers] = disc
             redeemed[buyers] = off
-            v = rng.random((3, buyers.size), dtype=F32)
-            experience = np.clip(traits.quality[buyers] + F32(p.experience_noise) * F32(3.4641) * (v[0] - F32(0.5)), 0, 1)
+            experience_u = uniforms(bkeys, bday, Draw.EXPERIENCE)
+            experience = np.clip(traits.quality[buyers] + F32(p.experience_noise) * F32(3.4641) * (experience_u - F32(0.5)), 0, 1)
             s_new = satisfaction[buyers] + F32(p.satisfaction_rate) * (experience - satisfaction[buyers])
             satisfaction[buyers] = s_new
-            wrote = v[1] < F32(p.review_rate)
+            wrote = uniforms(bkeys, bday, Draw.REVIEW) < F32(p.review_rate)
             rating[buyers] = np.where(wrote, 1 + np.minimum(np.floor(s_new * 5), 4), 0).astype(np.int8)
-            fav = v[2] < F32(p.favourite_category_share)
-            other = (v[2] * 1e4).astype(np.int64) % len(CATEGORIES)
+            category_u = uniforms(bkeys, bday, Draw.CATEGORY)
+            fav = category_u < F32(p.favourite_category_share)
+            other = (category_u * 1e4).astype(np.int64) % len(CATEGORIES)
             category[buyers] = np.where(fav, traits.favourite_category[buyers], other).astype(np.int8)
         used = purchased & (offer_days_left > 0)
         offer = np.where(used, 0, offer).astype(np.int8)
@@ -410,7 +412,7 @@ class DayKernel:
             + F32(p.satisfaction_weight) * (F32(p.satisfaction_ref) - satisfaction)
             - F32(p.engagement_hazard_weight) * engagement
         )
-        churned = alive & (u[1] < -np.expm1(-hazard))
+        churned = alive & (uniforms(keys, today, Draw.DROPOUT) < -np.expm1(-hazard))
 
         new_state = CustomerState(
             alive=alive & ~churned,

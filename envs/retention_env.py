@@ -43,7 +43,7 @@ class RetentionEnv(gym.Env):
     def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
         if self._state is None:
             raise RuntimeError("call reset() before step()")
-        self._state, out = self.sim.advance(self._traits, self._state, np.array([action], np.int64), self.np_random)
+        self._state, out = self.sim.advance(self._traits, self._state, np.array([action], np.int64))
         terminated, truncated = self.sim.done(self._state)
         info = {
             "revenue": float(out.revenue[0]),

@@ -106,7 +106,7 @@ class PopulationSimulator:
         """Draw ``n`` customers and simulate their history up to day 0 of the decision period."""
         traits = sample_traits(self.config.population, n, rng)
         acquisition = -rng.integers(1, self.config.history_days + 1, n)
-        state = simulate_lives(self.kernel, traits, acquisition, 0, rng, on_day=on_day, on_acquire=on_acquire)
+        state = simulate_lives(self.kernel, traits, acquisition, 0, on_day=on_day, on_acquire=on_acquire)
         return traits, state
 
     def observe(self, traits: CustomerTraits, state: CustomerState) -> np.ndarray:
@@ -130,10 +130,11 @@ class PopulationSimulator:
         traits: CustomerTraits,
         state: CustomerState,
         action: np.ndarray,
-        rng: np.random.Generator,
         on_day: DayRecorder | None = None,
     ) -> tuple[CustomerState, StepOutcome]:
-        """One decision step: apply ``action`` (int, (n,)) then simulate ``decision_interval_days`` days."""
+        """One decision step: apply ``action`` (int, (n,)) then simulate ``decision_interval_days`` days.
+
+        Deterministic given its inputs: the days' draws are the customers' common random numbers."""
         objective = self.config.objective
         n = state.n_customers
         short = np.zeros(n, F32)
@@ -152,7 +153,7 @@ class PopulationSimulator:
         for d in range(self.config.decision_interval_days):
             day = state.day
             # Only the first day carries an action; 'none' is always legal on the others.
-            state, out = self.kernel.step(traits, state, action if d == 0 else none, legal, rng)
+            state, out = self.kernel.step(traits, state, action if d == 0 else none, legal)
             if d == 0:
                 applied, sent = out.action, out.sent
             margin = objective.margin(out.list_value, out.discount, out.send_cost)

@@ -145,7 +145,7 @@ class RetentionVecEnv(VecEnv):
         if self._state is None:
             raise RuntimeError("call reset() before step()")
         on_day = None if self.encoder is None else self.encoder.recorders(self._history)[0]
-        self._state, out = self.sim.advance(self._traits, self._state, np.asarray(actions, np.int64), self._rng, on_day=on_day)
+        self._state, out = self.sim.advance(self._traits, self._state, np.asarray(actions, np.int64), on_day=on_day)
         terminated, truncated = self.sim.done(self._state)
         obs = self._observe()
         done_idx = np.flatnonzero(terminated | truncated)

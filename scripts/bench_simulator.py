@@ -49,7 +49,7 @@ def bench_kernel(n: int, days: int, seed: int) -> dict:
     obs = sim.observe(traits, state)
     for _ in range(5):  # warm-up
         actions, _ = act(policy, obs, sim.action_mask(state), rng=rng)
-        state, _ = sim.kernel.step(traits, state, actions, sim.action_mask(state), rng)
+        state, _ = sim.kernel.step(traits, state, actions, sim.action_mask(state))
     seconds = 0.0
     for _ in range(days):
         start = time.perf_counter()
@@ -57,7 +57,7 @@ def bench_kernel(n: int, days: int, seed: int) -> dict:
         seconds += time.perf_counter() - start
         actions, _ = act(policy, obs, mask, rng=rng)  # the policy's cost is not the simulator's
         start = time.perf_counter()
-        state, _ = sim.kernel.step(traits, state, actions, mask, rng)
+        state, _ = sim.kernel.step(traits, state, actions, mask)
         seconds += time.perf_counter() - start
     return {
         "customer_days_per_s": n * days / seconds,

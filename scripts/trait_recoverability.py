@@ -71,7 +71,7 @@ def shop_view(sim: PopulationSimulator, n: int, seed: int, steps: list[int]) -> 
         if t == sim.config.n_decisions:
             break
         actions, _ = act(policy, sim.observe(traits, state), sim.action_mask(state), rng=rng)
-        state, out = sim.advance(traits, state, actions, rng, on_day=on_day)
+        state, out = sim.advance(traits, state, actions, on_day=on_day)
         offered = out.sent & is_offer[out.action]
         bought = out.purchases > 0
         offer_weeks = offer_weeks + offered

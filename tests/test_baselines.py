@@ -58,7 +58,7 @@ def real(sim):
         o, m = sim.observe(traits, state), sim.action_mask(state)
         obs.append(o)
         masks.append(m)
-        state, _ = sim.advance(traits, state, act(UniformRandomPolicy(), o, m, rng=rng)[0], rng)
+        state, _ = sim.advance(traits, state, act(UniformRandomPolicy(), o, m, rng=rng)[0])
     obs, masks = np.concatenate(obs), np.concatenate(masks)
     churn = rng.random((obs.shape[0], 1)).astype(np.float32)
     return obs, masks, np.concatenate([obs, churn], axis=1)

@@ -133,7 +133,7 @@ def test_an_oracle_sees_a_stable_trait_through_noise_that_leaves_the_stated_shar
     assert r2 == pytest.approx([0.5, 0.25], abs=0.015)
     assert abs(np.corrcoef(seen[:, n_raw] - truth[:, n_raw], seen[:, n_raw + 1] - truth[:, n_raw + 1])[0, 1]) < 0.02  # independent noises
 
-    later, _ = noisy.advance(traits, state, np.zeros(40_000, np.int64), np.random.default_rng(4))
+    later, _ = noisy.advance(traits, state, np.zeros(40_000, np.int64))
     again = noisy.observe(traits, later)
     assert np.array_equal(again[:, n_raw : n_raw + 2] - exact.observe(traits, later)[:, n_raw : n_raw + 2], seen[:, n_raw : n_raw + 2] - truth[:, n_raw : n_raw + 2])
     assert np.array_equal(arena_for(0.5).latent(("log_purchase_rate@0.5", "price_sensitivity@0.25", "alive")).observe(traits, state), seen)

@@ -55,7 +55,7 @@ def run(observer):
         if step in CHECKED_STEPS:
             snapshots[step] = (int(state.day[0]), history.tokens.copy(), history.length.copy(), observer.elapsed_days(history, state.day), features)
         actions, _ = sample_actions(policy.action_probs(sim.observe(traits, state), sim.action_mask(state)), rng)
-        state, _ = sim.advance(traits, state, actions, rng, on_day=on_day)
+        state, _ = sim.advance(traits, state, actions, on_day=on_day)
     logs = simulate_logs(PopulationSimulator(), policy, N_CUSTOMERS, seed=SEED, start=START, progress=False)
     return snapshots, embedded, logs
 

@@ -346,7 +346,7 @@ def test_evaluation_retention_is_the_share_alive_on_day_d():
     revenue = np.zeros(n)
     for _ in range(sim.config.n_decisions):
         actions, _ = act(policy, sim.observe(traits, state), sim.action_mask(state), rng=rng)
-        state, out = sim.advance(traits, state, actions, rng, on_day=record)
+        state, out = sim.advance(traits, state, actions, on_day=record)
         revenue += out.revenue
     assert revenue.mean() == evaluation.revenue.mean  # the replay is the same trajectory
     assert {d: e.mean for d, e in evaluation.retention.items()} == alive_on

@@ -75,7 +75,7 @@ def test_masks_are_never_violated_and_probabilities_are_a_distribution(short_run
         assert (probs[~mask] == 0).all()
         np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-12)
         actions, _ = sample_actions(probs, rng)
-        state, out = sim.advance(traits, state, actions, rng)
+        state, out = sim.advance(traits, state, actions)
         np.testing.assert_array_equal(out.action, actions)  # the simulator turns illegal actions into 'none'
 
 

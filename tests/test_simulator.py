@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from offerpilot.agents.baselines import UniformRandomPolicy
 from offerpilot.agents.policy import act
 from offerpilot.catalog import default_catalog, parse_catalog
+from offerpilot.envs.common_random import Draw, new_keys, open_uniforms, uniforms
 from offerpilot.envs.masks import action_mask
 from offerpilot.envs.objective import ObjectiveConfig
 from offerpilot.envs.population import (
@@ -72,21 +73,27 @@ def uniform_traits(n: int, **values) -> CustomerTraits:
         price_sensitivity=np.full(n, base["price_sensitivity"], np.float32),
         quality=np.full(n, base["quality"], np.float32),
         favourite_category=np.full(n, base["favourite_category"], np.int8),
+        noise_key=new_keys(n, np.random.default_rng(0)),
     )
+
+
+def rekeyed(traits: CustomerTraits, seed: int) -> CustomerTraits:
+    """The same customers with the luck of ``seed`` (every draw of the kernel is keyed by ``noise_key``)."""
+    return dataclasses.replace(traits, noise_key=new_keys(traits.noise_key.shape[0], np.random.default_rng(seed)))
 
 
 def one_day(traits, state, action, seed: int, kernel: DayKernel = KERNEL):
     """One kernel step with the state's own mask; ``action`` is an int or an (n,) array."""
     action = np.broadcast_to(np.asarray(action, np.int64), (state.n_customers,)).copy()
-    return kernel.step(traits, state, action, action_mask(state, kernel.catalog), np.random.default_rng(seed))
+    return kernel.step(rekeyed(traits, seed), state, action, action_mask(state, kernel.catalog))
 
 
 def run_days(kernel: DayKernel, traits, state, choose, days: int, seed: int):
     """Yield ``(state_before, outcome)`` for ``days`` kernel steps; ``choose(day, state, legal) -> (n,)``."""
-    rng = np.random.default_rng(seed)
+    traits = rekeyed(traits, seed)
     for day in range(days):
         legal = action_mask(state, kernel.catalog)
-        new, out = kernel.step(traits, state, choose(day, state, legal), legal, rng)
+        new, out = kernel.step(traits, state, choose(day, state, legal), legal)
         yield state, out
         state = new
 
@@ -173,7 +180,7 @@ def test_illegal_actions_become_none_and_send_nothing():
     state = replace_state(state, subscribed=np.array([0, 0, 0, 1, 1, 1], bool))
     action = np.array([A["pct10"], A["content"], A["free_shipping"], A["pct20"], A["points"], A["pct5"]])
     legal = action_mask(state, CATALOG)
-    new, out = KERNEL.step(traits, state, action, legal, np.random.default_rng(0))
+    new, out = KERNEL.step(traits, state, action, legal)
     np.testing.assert_array_equal(out.action, [0, 0, 0, 0, 0, A["pct5"]])
     np.testing.assert_array_equal(out.sent, [False] * 5 + [True])
     np.testing.assert_allclose(out.send_cost, [0, 0, 0, 0, 0, 0.02])
@@ -198,7 +205,7 @@ def test_decision_step_reward_is_the_weighted_day_margins(lam):
 
     legal = sim.action_mask(state)
     action = np.where(legal[:, A["pct10"]], A["pct10"], 0)
-    _, step = sim.advance(traits, state, action, rng, on_day=record)
+    _, step = sim.advance(traits, state, action, on_day=record)
     t, m = np.array(days), np.array(margins)
     gamma = 1.10 ** (-1 / 365)
     short = (m * (t < 30)).sum(axis=0)
@@ -232,7 +239,7 @@ def test_episode_return_equals_objective_from_day_outcomes():
     returns = np.zeros(n)
     for _ in range(sim.config.n_decisions):
         action, _ = act(policy, sim.observe(traits, state), sim.action_mask(state), rng=rng)
-        state, step = sim.advance(traits, state, action, rng, on_day=record)
+        state, step = sim.advance(traits, state, action, on_day=record)
         returns += step.reward
     assert sim.config.n_decisions == 53 and int(state.day[0]) == 371
     t = np.arange(371)[:, None]
@@ -643,7 +650,7 @@ def test_single_customer_stays_finite_and_in_bounds(seed, r, alpha, s, beta, b_m
         for _ in range(60):
             legal = sim.action_mask(state)
             action = rng.choice(np.flatnonzero(legal[0]), 1)
-            state, out = sim.kernel.step(traits, state, action, legal, rng)
+            state, out = sim.kernel.step(traits, state, action, legal)
             _assert_sane(state, out)
     assert state.n_customers == 1
 
@@ -663,7 +670,7 @@ def test_large_population_stays_finite_and_in_bounds():
 
 
 def test_step_is_pure():
-    """``DayKernel.step`` never mutates its inputs (the kernel is a pure function of state, action and rng)."""
+    """``DayKernel.step`` never mutates its inputs (the kernel is a pure function of traits, state and action)."""
     traits, state = population(2_000, seed=71)
     for state, _ in run_days(KERNEL, traits, state, lambda d, s, legal: np.full(2_000, A["pct10"]), 30, seed=70):
         pass  # 30 days of offers: fatigue, habituation, live offers and contact history are all non-trivial
@@ -673,7 +680,7 @@ def test_step_is_pure():
     action = np.random.default_rng(0).integers(0, CATALOG.n_actions, 2_000)
     legal = action_mask(state, CATALOG)
     legal_copy = legal.copy()
-    new, _ = KERNEL.step(traits, state, action, legal, np.random.default_rng(1))
+    new, _ = KERNEL.step(traits, state, action, legal)
     for name, value in copies.items():
         np.testing.assert_array_equal(getattr(state, name), value, err_msg=name)
         assert not np.shares_memory(getattr(new, name), getattr(state, name)), name
@@ -689,7 +696,7 @@ def test_same_seed_same_population_different_seed_different():
     def run(seed):
         rng = np.random.default_rng(seed)
         traits, state = sim.new_customers(500, rng)
-        _, step = sim.advance(traits, state, np.full(500, A["content"]) * sim.action_mask(state)[:, A["content"]], rng)
+        _, step = sim.advance(traits, state, np.full(500, A["content"]) * sim.action_mask(state)[:, A["content"]])
         return state, step
 
     (s1, o1), (s2, o2), (s3, o3) = run(3), run(3), run(4)
@@ -722,7 +729,7 @@ def test_state_and_traits_fit_in_200_bytes_per_customer_and_keep_their_dtypes():
     for _ in range(5):
         legal = sim.action_mask(state)
         action = (rng.random(legal.shape) * legal).argmax(axis=1)
-        state, _ = sim.advance(traits, state, action, rng)
+        state, _ = sim.advance(traits, state, action)
     assert {f.name: getattr(state, f.name).dtype for f in dataclasses.fields(state)} == dtypes
     assert nbytes_per_customer(traits) + nbytes_per_customer(state) == size
 
@@ -737,10 +744,74 @@ def test_expected_reward_has_the_drawn_rewards_mean_with_less_noise():
     for _ in range(sim.config.n_decisions):
         mask = sim.action_mask(state)
         actions = (actions_rng.random(mask.shape) * mask).argmax(axis=1)  # uniform over legal: every offer kind
-        state, out = sim.advance(traits, state, actions, rng)
+        state, out = sim.advance(traits, state, actions)
         drawn += out.reward
         expected += out.expected_reward
     difference = drawn - expected
     assert abs(difference.mean()) < 3 * difference.std() / np.sqrt(difference.size)
     assert abs(difference.mean()) < 0.01 * drawn.mean()
     assert expected.var() < 0.9 * drawn.var()  # measured: 0.85 (most of the spread is between customers)
+
+
+# --- common random numbers --------------------------------------------------------------------
+
+
+def test_common_random_numbers_are_uniform_and_independent_across_kinds_and_days():
+    """Each (customer, day, kind) gets its own uniform: flat on [0, 1), uncorrelated across kinds and days."""
+    from scipy.stats import kstest
+
+    keys = new_keys(200_000, np.random.default_rng(5))
+    u = {(day, kind): uniforms(keys, day, kind) for day in (-3, 0, 1) for kind in (Draw.FUNNEL, Draw.DROPOUT, Draw.SPEND)}
+    for sample in u.values():
+        assert sample.dtype == np.float32 and sample.min() >= 0 and sample.max() < 1
+        assert kstest(sample, "uniform").pvalue > 1e-3
+    pairs = [(u[0, Draw.FUNNEL], u[0, Draw.DROPOUT]), (u[0, Draw.FUNNEL], u[1, Draw.FUNNEL]), (u[-3, Draw.SPEND], u[0, Draw.SPEND])]
+    for a, b in pairs:
+        assert abs(np.corrcoef(a, b)[0, 1]) < 0.01
+    assert np.array_equal(uniforms(keys[::7], 1, Draw.FUNNEL), u[1, Draw.FUNNEL][::7])  # a customer's draw ignores the others
+    days = np.array([0, 1, -3] * (keys.size // 3 + 1))[: keys.size]
+    assert np.array_equal(uniforms(keys, days, Draw.FUNNEL)[days == 1], u[1, Draw.FUNNEL][days == 1])
+    assert (0 < open_uniforms(keys, 0, Draw.SPEND)).all() and (open_uniforms(keys, 0, Draw.SPEND) < 1).all()
+
+
+def test_two_policies_meet_the_same_luck_until_their_actions_differ():
+    """The same customers under no offer and under a policy that starts sending on decision 20: every state and
+    outcome is identical before then, whatever the other customers do; afterwards the draws are still shared."""
+    sim = PopulationSimulator()
+    traits, start = sim.new_customers(3_000, np.random.default_rng(11))
+    again, start_again = sim.new_customers(3_000, np.random.default_rng(11))
+    assert all(np.array_equal(getattr(start, f.name), getattr(start_again, f.name)) for f in dataclasses.fields(start))
+    quiet = sending = start
+    purchased_quiet, purchased_sending = [], []
+    for k in range(30):
+        legal = sim.action_mask(sending)
+        offer = np.where(legal[:, A["pct20"]], A["pct20"], 0) if k >= 20 else np.zeros(3_000, np.int64)
+        quiet, out_quiet = sim.advance(traits, quiet, np.zeros(3_000, np.int64))
+        sending, out_sending = sim.advance(traits, sending, offer)
+        if k < 20:
+            assert all(np.array_equal(getattr(quiet, f.name), getattr(sending, f.name)) for f in dataclasses.fields(quiet))
+            assert np.array_equal(out_quiet.reward, out_sending.reward) and np.array_equal(out_quiet.churn_day, out_sending.churn_day)
+        purchased_quiet.append(out_quiet.purchases)
+        purchased_sending.append(out_sending.purchases)
+    # After decision 20 the offers lift purchases; shared luck makes the paired difference far less noisy than
+    # two independent populations would be.
+    diff = np.sum(purchased_sending[20:], axis=0).astype(float) - np.sum(purchased_quiet[20:], axis=0)
+    assert diff.mean() > 0
+    _, independent = sim.new_customers(3_000, np.random.default_rng(12))
+    assert not np.array_equal(independent.n_purchases, start.n_purchases)
+
+
+def test_an_offer_only_adds_purchases_on_the_same_day_with_the_same_draws():
+    """One day, the same customers and state, 'none' against 20 % off: the offer raises the threshold the same
+    funnel uniform is compared to, so everyone who buys without it buys with it (monotone coupling)."""
+    traits, state = population(50_000, seed=21, recency=40, n_purchases=2)
+    traits = dataclasses.replace(traits, purchase_rate=np.full(50_000, 0.05, np.float32))
+    legal = action_mask(state, CATALOG)
+    _, none = KERNEL.step(traits, state, np.zeros(50_000, np.int64), legal)
+    _, offer = KERNEL.step(traits, state, np.full(50_000, A["pct20"]), legal)
+    assert none.purchased.sum() > 1_000
+    assert (offer.purchased | ~none.purchased).all()
+    assert legal[:, A["pct20"]].all() and offer.purchased.sum() > 1.3 * none.purchased.sum()
+    both = none.purchased & offer.purchased
+    assert np.array_equal(none.list_value[both], offer.list_value[both])  # the same basket, at a discount
+    assert (none.churned != offer.churned).mean() < 0.002  # the same dropout draw; only the hazard moved
