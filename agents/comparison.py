@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from offerpilot.agents.baselines import FITTED_BASELINES, make_baseline
+from offerpilot.agents.seed_selection import resolve_run
 from offerpilot.agents.seeds import HELD_OUT_SEED, TUNING_SEEDS
 from offerpilot.agents.evaluation import Estimate, PolicyEvaluation, evaluate_policy
 from offerpilot.agents.policy import Policy
@@ -45,8 +46,9 @@ class Contender:
 
 
 def load_run(run_dir: str | Path, name: str | None = None) -> Contender:
-    """The best validated policy of a training run, with the observation it was trained on."""
-    run_dir = Path(run_dir)
+    """The best validated policy of a training run (the chosen seed's, for ``train --seeds``), with the observation it
+    was trained on."""
+    run_dir = resolve_run(run_dir)
     folder = run_dir / "best_policy" if (run_dir / "best_policy").is_dir() else run_dir / "policy"
     policy = PPOPolicy.load(folder)
     observation = policy.metadata.get("observation", "raw")

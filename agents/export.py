@@ -49,6 +49,7 @@ from offerpilot.agents.bundle import (
 from offerpilot.agents.policy import sample_actions
 from offerpilot.agents.ppo_policy import PPOPolicy
 from offerpilot.agents.ppo_training import read_checkpoint_state, simulator_config
+from offerpilot.agents.seed_selection import resolve_run
 from offerpilot.agents.seeds import VALIDATION_SEED_OFFSET
 from offerpilot.agents.train_config import TrainConfig
 from offerpilot.atomic import atomic_directory, sha256_file
@@ -144,6 +145,7 @@ class _Run:
 
 
 def _read_run(run_dir: Path, which: str) -> _Run:
+    run_dir = resolve_run(run_dir)
     policy_dir = run_dir / POLICIES[which]
     if which == "best" and not policy_dir.is_dir():  # no validation ran: the final policy is the best known
         policy_dir = run_dir / POLICIES["final"]

@@ -10,3 +10,6 @@ TUNING_SEEDS = (101, 102)
 """Seeds on which baselines are tuned and fitted."""
 HELD_OUT_SEED = 2_000_003
 """Default seed of the held-out evaluation cohort of ``offerpilot evaluate``."""
+SELECTION_SEED = 1_500_007
+"""Validation customers on which ``offerpilot train --seeds K`` chooses among its K runs: the same customers for every
+run, and none of them a training, tuning, held-out or per-run validation customer."""

@@ -17,6 +17,7 @@ import pandas as pd
 
 from offerpilot.agents.logged_decisions import LoggedDecisions
 from offerpilot.agents.policy import Policy
+from offerpilot.agents.seed_selection import resolve_run
 from offerpilot.catalog import OfferCatalog
 from offerpilot.errors import DataError, Problem
 from offerpilot.schema import PROB_PREFIX
@@ -50,6 +51,7 @@ def trained_policy_probs(path: str | Path, data: LoggedDecisions, events: pd.Dat
 
     from offerpilot.agents.ppo_policy import PPOPolicy
 
+    path = resolve_run(path)
     folder = path if (path / "policy.json").is_file() else path / "best_policy" if (path / "best_policy").is_dir() else path / "policy"
     policy = PPOPolicy.load(folder)
     _check_actions(policy.action_ids, catalog, folder)

@@ -180,6 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
     ppo.add_argument("--threads", type=int, default=None,
                      help="torch CPU threads (default: torch's, about one per core); a seed reproduces a run's weights "
                      "bit for bit only at the same thread count, which every saved policy records")
+    ppo.add_argument("--seeds", type=int, default=None, metavar="K",
+                     help="train K runs (seeds --seed, --seed + 1, ...) into OUT/seed_<S>, one after another, and choose "
+                     "the one with the best objective on validation customers they all share (OUT/seeds.json); "
+                     "evaluate, export and ope then read the chosen run through OUT (default: one run)")
+    ppo.add_argument("--selection-customers", type=int, default=20_000,
+                     help="validation customers the --seeds runs are chosen on (default: %(default)s)")
     ppo.add_argument("--no-progress", action="store_true", help="no progress bars")
     ppo.set_defaults(run=_train)
 
@@ -508,7 +514,13 @@ _TRAIN_OPTIONS = ("observation", "latent_features", "encoder", "lam", "discount_
 
 def _train(args: argparse.Namespace) -> int:
     from offerpilot.agents.ppo_training import train_ppo
+    from offerpilot.agents.seed_selection import seeds_of, train_seeds
 
+    if args.selection_customers < 1:
+        raise ValueError(f"--selection-customers must be >= 1, got {args.selection_customers}")
+    trained_seeds = seeds_of(args.out) if args.resume else None
+    if args.resume and trained_seeds is not None and args.seeds not in (None, len(trained_seeds)):
+        raise ValueError(f"--resume continues the {len(trained_seeds)} seeds of {args.out / 'seeds.json'}; got --seeds {args.seeds}")
     flags = {name: getattr(args, name) for name in _TRAIN_OPTIONS}
     if args.resume:
         changed = sorted(k for k, v in flags.items() if v is not None and k not in ("total_timesteps", "threads"))
@@ -519,6 +531,13 @@ def _train(args: argparse.Namespace) -> int:
         config = TrainConfig.from_file(args.config, **flags)
     else:
         config = TrainConfig().with_overrides(**flags)
+    k = len(trained_seeds) if trained_seeds is not None else args.seeds
+    if k is not None:
+        chosen = train_seeds(config, args.out, k, args.selection_customers, resume=args.resume, progress=not args.no_progress)
+        scores = ", ".join(f"seed {s}: {v:.4f}" for s, v in chosen.objectives.items())
+        print(f"trained {k} seeds; objective on {args.selection_customers:,} shared validation customers: {scores}\n"
+              f"chosen: seed {chosen.chosen_seed} ({chosen.chosen_dir}); {args.out / 'seeds.json'} records all")
+        return 0
     result = train_ppo(config, args.out, resume=args.resume, progress=not args.no_progress)
     line = f"trained {result.num_timesteps:,} timesteps; policy: {result.policy_dir}, best on validation: {result.best_policy_dir}"
     if result.last_evaluation is not None:
