@@ -11,7 +11,7 @@ what a policy achieves.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from offerpilot.agents.policy import Policy
 from offerpilot.agents.ppo_policy import PPOPolicy
 from offerpilot.agents.tuning import DEFAULT_GRIDS, tune
 from offerpilot.envs.objective import ObjectiveConfig
-from offerpilot.envs.observers import latent_observer_name
+from offerpilot.envs.observers import LOG_INFORMED_FEATURES, latent_observer_name
 from offerpilot.envs.simulator import PopulationSimulator, SimulatorConfig
 
 
@@ -55,7 +55,7 @@ def load_run(run_dir: str | Path, name: str | None = None) -> Contender:
     encoder = policy.metadata.get("encoder")
     encoder_dir = None if encoder is None else (Path(encoder) if Path(encoder).is_absolute() else run_dir / encoder)
     latent = policy.metadata.get("latent_features")
-    oracle = "oracle" if latent is None else f"oracle ({', '.join(latent)})"
+    oracle = "oracle" if latent is None else "log-informed oracle" if tuple(latent) == LOG_INFORMED_FEATURES else f"oracle ({', '.join(latent)})"
     label = name or (oracle if observation == "latent" else f"ppo ({observation}, lam {policy.metadata.get('lam')})")
     policy.policy_id = label
     return Contender(label, policy, observation, encoder_dir, policy.metadata.get("lam"), run_dir)
@@ -161,6 +161,8 @@ class Comparison:
     evaluations: tuple[PolicyEvaluation, ...]
     oracle_share: dict[str, tuple[float, float, float]]
     """Name -> (share, low, high): (policy - no offer) / (oracle - no offer) in CLV, 95 % paired bootstrap."""
+    informed_share: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    """The same against the log-informed oracle (:data:`~offerpilot.envs.observers.LOG_INFORMED_FEATURES`), if it ran."""
 
     def rows(self) -> list[dict[str, Any]]:
         rows = []
@@ -176,18 +178,23 @@ class Comparison:
             }
             if c.name in self.oracle_share:
                 row["oracle_gain_share"] = self.oracle_share[c.name]
+            if c.name in self.informed_share:
+                row["informed_oracle_gain_share"] = self.informed_share[c.name]
             rows.append(row)
         return rows
 
     def markdown(self) -> str:
         """The table: mean [95 % CI] per customer; shares of the oracle's CLV gain with their paired intervals."""
         rows = self.rows()
-        header = [k for k in rows[0] if k != "oracle_gain_share"] + (["share of oracle gain"] if self.oracle_share else [])
+        shares = {"oracle_gain_share": ("share of oracle gain", self.oracle_share),
+                  "informed_oracle_gain_share": ("share of log-informed oracle gain", self.informed_share)}
+        shown = [key for key, (_, values) in shares.items() if values]
+        header = [k for k in rows[0] if k not in shares] + [shares[key][0] for key in shown]
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for row in rows:
-            cells = [row["policy"]] + [_cell(row[k]) for k in header[1:] if k != "share of oracle gain"]
-            if self.oracle_share:
-                share = row.get("oracle_gain_share")
+            cells = [row["policy"]] + [_cell(row[k]) for k in rows[0] if k not in shares and k != "policy"]
+            for key in shown:
+                share = row.get(key)
                 cells.append("" if share is None else f"{share[0]:.0%} [{share[1]:.0%}, {share[2]:.0%}]")
             lines.append("| " + " | ".join(cells) + " |")
         trained = [c.name for c in self.contenders if c.run_dir is not None and c.observation != "latent"]
@@ -223,22 +230,28 @@ def _cell(estimate: Any) -> str:
 
 
 def compare(arena: Arena, contenders: list[Contender], n_customers: int, seed: int = HELD_OUT_SEED, n_boot: int = 500, progress: bool = True) -> Comparison:
-    """Evaluate every contender on the same ``n_customers`` (drawn by ``seed``); oracle shares if both an oracle
-    (latent observation) and ``no_offer`` are among them."""
+    """Evaluate every contender on the same ``n_customers`` (drawn by ``seed``); shares of the oracle's gain if
+    ``no_offer`` and the full oracle (latent observation) are among them, and of the log-informed oracle's if it is."""
     evaluations = tuple(arena.evaluate(c, n_customers, seed, progress) for c in contenders)
     by_name = {c.name: e for c, e in zip(contenders, evaluations)}
-    oracle = next((e for c, e in zip(contenders, evaluations) if c.observation == "latent" and _latent_features(c) is None), None)
-    shares = {}
-    if oracle is not None and "no_offer" in by_name:
+
+    def yardstick(features: tuple[str, ...] | None) -> PolicyEvaluation | None:
+        return next((e for c, e in zip(contenders, evaluations) if c.observation == "latent" and _latent_features(c) == features), None)
+
+    shares: dict[str, dict[str, tuple[float, float, float]]] = {}
+    rng = np.random.default_rng(seed)
+    draws = [rng.integers(0, n_customers, n_customers) for _ in range(n_boot)]
+    for key, oracle in (("full", yardstick(None)), ("informed", yardstick(LOG_INFORMED_FEATURES))):
+        shares[key] = {}
+        if oracle is None or "no_offer" not in by_name:
+            continue
         base, top = by_name["no_offer"].per_customer["clv"], oracle.per_customer["clv"]
-        rng = np.random.default_rng(seed)
-        draws = [rng.integers(0, n_customers, n_customers) for _ in range(n_boot)]
         for c, e in zip(contenders, evaluations):
             values = e.per_customer["clv"]
             share = (values.mean() - base.mean()) / (top.mean() - base.mean())
             boot = np.array([(values[i].mean() - base[i].mean()) / (top[i].mean() - base[i].mean()) for i in draws])
-            shares[c.name] = (float(share), float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975)))
-    return Comparison(tuple(contenders), evaluations, shares)
+            shares[key][c.name] = (float(share), float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975)))
+    return Comparison(tuple(contenders), evaluations, shares["full"], shares["informed"])
 
 
 def _latent_features(contender: Contender) -> tuple[str, ...] | None:

@@ -23,6 +23,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -136,7 +137,7 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: Path, state: dict[str
     model = MaskablePPO(
         "MlpPolicy",
         venv,
-        learning_rate=config.learning_rate,
+        learning_rate=learning_rate_schedule(config),
         n_steps=n_steps,
         batch_size=config.batch_size,
         n_epochs=config.n_epochs,
@@ -157,6 +158,13 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: Path, state: dict[str
     model.learn(config.total_timesteps - done_steps, callback=monitor, tb_log_name="ppo", reset_num_timesteps=not resume)
     monitor.finish()
     return TrainResult(run_dir, model.num_timesteps, monitor.last_evaluation)
+
+
+def learning_rate_schedule(config: TrainConfig) -> float | Callable[[float], float]:
+    """SB3's learning rate: a constant, or a function of the share of ``total_timesteps`` still to train (1 -> 0)."""
+    if config.learning_rate_schedule == "constant":
+        return config.learning_rate
+    return lambda remaining: config.learning_rate * remaining
 
 
 class CheckpointError(ValueError):

@@ -19,6 +19,8 @@ OBSERVATIONS = ("encoder", "raw", "latent")
 """What the policy sees: the raw features plus the customer encoder's features (default), the raw features
 alone, or the raw features plus the simulator's latent state (``latent``: the oracle only)."""
 
+LEARNING_RATE_SCHEDULES = ("constant", "linear")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -59,6 +61,9 @@ class TrainConfig:
     """Passes over each rollout. The effect of one weekly offer is small beside the noise of a customer's year,
     so the policy moves slowly: 10 epochs at ``learning_rate`` 1e-3 learn in 6 M steps what 4 at 3e-4 do not."""
     learning_rate: float = 1e-3
+    learning_rate_schedule: str = "constant"
+    """``constant``, or ``linear``: decays from ``learning_rate`` to 0 at ``total_timesteps``, so the last updates
+    only polish the policy instead of moving it by as much as the first ones."""
     gamma: float = 1.0
     """Per-decision discount of PPO. The reward already discounts money day by day, and the objective is its
     plain sum over the 365-day period, so 1 optimises exactly that."""
@@ -87,6 +92,8 @@ class TrainConfig:
         problems = []
         if self.observation not in OBSERVATIONS:
             problems.append(f"observation must be one of {OBSERVATIONS}, got {self.observation!r}")
+        if self.learning_rate_schedule not in LEARNING_RATE_SCHEDULES:
+            problems.append(f"learning_rate_schedule must be one of {LEARNING_RATE_SCHEDULES}, got {self.learning_rate_schedule!r}")
         if self.reward not in ("expected", "realised"):
             problems.append(f"reward must be 'expected' or 'realised', got {self.reward!r}")
         if not 0.0 <= self.lam <= 1.0:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from offerpilot.agents.baselines import COMPARED_BASELINES
 from offerpilot.agents.seeds import HELD_OUT_SEED, TUNING_SEEDS
-from offerpilot.agents.train_config import OBSERVATIONS, TrainConfig
+from offerpilot.agents.train_config import LEARNING_RATE_SCHEDULES, OBSERVATIONS, TrainConfig
 from offerpilot.atomic import write_text_atomic
-from offerpilot.envs.observers import LATENT_FEATURES, STABLE_TRAITS
+from offerpilot.envs.observers import LATENT_FEATURES, LOG_INFORMED_FEATURES, STABLE_TRAITS
 from offerpilot.errors import DataError
 
 EPILOG = "Run 'offerpilot COMMAND --help' for the options of a command."
@@ -157,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --observation latent: the latent variables the oracle sees (default: all of "
                      f"{', '.join(LATENT_FEATURES)}); a subset measures what knowing it is worth. NAME@R2 shows one of "
                      f"the stable traits ({', '.join(STABLE_TRAITS)}) through noise fixed per customer, so that it "
-                     "explains the share R2 of the trait's variance: an oracle that knows the trait only as well as logs tell it")
+                     "explains the share R2 of the trait's variance: an oracle that knows the trait only as well as logs tell it; "
+                     f"log-informed: the log-informed oracle, {' '.join(LOG_INFORMED_FEATURES)}")
     ppo.add_argument("--encoder", default=None, help="encoder folder (RUN/model of 'offerpilot encoder train'); "
                      "default: train one on simulated customers into OUT/encoder")
     ppo.add_argument("--lam", type=float, default=None, help="0: 30-day margin only ... 1: 365-day CLV only (default: 0.5)")
@@ -172,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
                              ("eval-customers", int, "validation customers"), ("checkpoint-every", int, "timesteps between checkpoints")):
         default = getattr(TrainConfig, flag.replace("-", "_"))
         ppo.add_argument(f"--{flag}", type=kind, default=None, help=f"{text} (default: {'a whole decision period' if default is None else default})")
+    ppo.add_argument("--learning-rate-schedule", choices=LEARNING_RATE_SCHEDULES, default=None,
+                     help="constant, or linear: from --learning-rate down to 0 at --total-timesteps (default: constant)")
     ppo.add_argument("--net-arch", type=int, nargs="+", default=None, metavar="WIDTH",
                      help=f"hidden layer widths of the policy and value networks (default: {' '.join(map(str, TrainConfig.net_arch))})")
     ppo.add_argument("--population", default=None, help="population preset (default, cdnow) or JSON from 'offerpilot calibrate'")
@@ -509,7 +512,7 @@ def _print_table(rows: list[dict[str, str]]) -> None:
 
 
 _TRAIN_OPTIONS = ("observation", "latent_features", "encoder", "lam", "discount_budget", "total_timesteps", "n_envs", "n_steps", "batch_size", "n_epochs",
-                  "learning_rate", "ent_coef", "gamma", "gae_lambda", "net_arch", "eval_every", "eval_customers", "checkpoint_every", "population", "seed", "device", "threads")
+                  "learning_rate", "learning_rate_schedule", "ent_coef", "gamma", "gae_lambda", "net_arch", "eval_every", "eval_customers", "checkpoint_every", "population", "seed", "device", "threads")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -522,6 +525,8 @@ def _train(args: argparse.Namespace) -> int:
     if args.resume and trained_seeds is not None and args.seeds not in (None, len(trained_seeds)):
         raise ValueError(f"--resume continues the {len(trained_seeds)} seeds of {args.out / 'seeds.json'}; got --seeds {args.seeds}")
     flags = {name: getattr(args, name) for name in _TRAIN_OPTIONS}
+    if flags["latent_features"] == ["log-informed"]:
+        flags["latent_features"] = LOG_INFORMED_FEATURES
     if args.resume:
         changed = sorted(k for k, v in flags.items() if v is not None and k not in ("total_timesteps", "threads"))
         if changed or args.config is not None:

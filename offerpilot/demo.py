@@ -131,6 +131,7 @@ def run_demo(config: DemoConfig, out: str | Path, progress: bool = True) -> Demo
     from offerpilot.encoders.simulated import train_encoder_on_logs
     from offerpilot.encoders.training import EncoderTrainingConfig, load_encoder
     from offerpilot.envs.log_generation import simulate_logs
+    from offerpilot.envs.observers import LOG_INFORMED_FEATURES
     from offerpilot.report import DemoReport, write_report
     from offerpilot.tables import read_decisions, read_events, write_table
 
@@ -159,7 +160,9 @@ def run_demo(config: DemoConfig, out: str | Path, progress: bool = True) -> Demo
     runs = {"ppo": replace(base, total_timesteps=config.ppo_timesteps)}
     runs |= {f"ppo_lam{lam:g}": replace(base, lam=lam, total_timesteps=config.frontier_timesteps) for lam in config.frontier_lams}
     runs["oracle"] = replace(base, observation="latent", encoder=None, total_timesteps=config.oracle_timesteps)
-    with steps(f"training PPO: lam {config.lam} ({config.ppo_timesteps:,} steps), the frontier's lam {list(config.frontier_lams)} and the oracle"):
+    runs["informed_oracle"] = replace(runs["oracle"], latent_features=LOG_INFORMED_FEATURES)
+    with steps(f"training PPO: lam {config.lam} ({config.ppo_timesteps:,} steps), the frontier's lam {list(config.frontier_lams)}, the oracle "
+               "and the log-informed oracle"):
         for name, train_config in runs.items():
             if progress:
                 print(f"      {name}: {train_config.observation} observation, lam {train_config.lam}, {train_config.total_timesteps:,} steps", file=sys.stderr, flush=True)

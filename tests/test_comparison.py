@@ -109,6 +109,28 @@ def test_an_oracle_that_sees_part_of_the_latent_state_is_trained_and_evaluated_o
     direct = evaluate_policy(sim, partial.policy, 500, 5, deterministic=True)
     assert comparison.evaluations[1].objective.mean == direct.objective.mean
     assert comparison.oracle_share["oracle"][0] == pytest.approx(1.0)  # the yardstick is the oracle that sees everything
+    assert comparison.informed_share == {}  # no log-informed oracle ran
+
+
+def test_every_table_shows_the_shares_of_the_full_and_of_the_log_informed_oracle(tmp_path):
+    """``--latent-features log-informed`` trains the log-informed oracle; ``compare`` reports both yardsticks."""
+    from offerpilot.agents.comparison import arena_for, compare, load_run
+    from offerpilot.cli import main
+    from offerpilot.envs.observers import LOG_INFORMED_FEATURES
+
+    flags = ["--n-envs", "64", "--total-timesteps", str(64 * 53), "--eval-every", "0", "--checkpoint-every", "0", "--net-arch", "16", "--no-progress"]
+    assert main(["train", "--out", str(tmp_path / "informed"), "--observation", "latent", "--latent-features", "log-informed", *flags]) == 0
+    train_ppo(TrainConfig(observation="latent", **TINY), tmp_path / "full", progress=False)
+    informed, full = load_run(tmp_path / "informed"), load_run(tmp_path / "full")
+    assert informed.name == "log-informed oracle" and informed.policy.metadata["latent_features"] == list(LOG_INFORMED_FEATURES)
+    comparison = compare(arena_for(0.5), [Contender("no_offer", NoOfferPolicy()), informed, full], 2_000, seed=5, progress=False)
+    by_name = {c.name: e for c, e in zip(comparison.contenders, comparison.evaluations)}
+    gain = {name: by_name[name].clv.mean - by_name["no_offer"].clv.mean for name in by_name}
+    assert comparison.informed_share["log-informed oracle"][0] == pytest.approx(1.0)
+    assert comparison.informed_share["oracle"][0] == pytest.approx(gain["oracle"] / gain["log-informed oracle"])
+    assert comparison.oracle_share["log-informed oracle"][0] == pytest.approx(gain["log-informed oracle"] / gain["oracle"])
+    header = comparison.markdown().splitlines()[0]
+    assert header.endswith("| share of oracle gain | share of log-informed oracle gain |")
 
 
 def test_an_oracle_sees_a_stable_trait_through_noise_that_leaves_the_stated_share_of_its_variance_explained():

@@ -47,9 +47,11 @@ def test_the_policy_table_holds_every_baseline_the_trained_policies_and_the_orac
     report = (out / "report" / "report.md").read_text()
     table = report.split("## 1.")[1].split("## 2.")[0]
     rows = {line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ") and "[" in line}
-    assert rows == set(COMPARED_BASELINES) | {"ppo", "ppo_lam1", "oracle"}
+    assert rows == set(COMPARED_BASELINES) | {"ppo", "ppo_lam1", "oracle", "informed_oracle"}
     oracle = next(line for line in table.splitlines() if line.startswith("| oracle "))
-    assert "100% [100%, 100%]" in oracle  # the oracle's share of its own gain
+    informed = next(line for line in table.splitlines() if line.startswith("| informed_oracle "))
+    assert "100% [100%, 100%] |" in oracle and informed.endswith("| 100% [100%, 100%] |")  # each yardstick's share of its own gain
+    assert "share of log-informed oracle gain" in table
     paired = re.findall(r"- `(ppo[^`]*)`: objective (-?[\d.]+) \[", table)
     assert [name for name, _ in paired] == ["ppo", "ppo_lam1"]
 
