@@ -131,7 +131,8 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: Path, state: dict[str
     observer = encoder_observer(config, run_dir, progress) if config.observation == "encoder" else None
     done_steps = int(state.get("num_timesteps", 0))
     env = RetentionVecEnv(config.n_envs, simulator_config(config), seed=config.seed + done_steps, encoder=observer, expected_reward=config.reward == "expected")
-    n_steps = config.n_steps or env.sim.config.n_decisions
+    episode = env.sim.config.n_reward_decisions
+    n_steps = config.n_steps or episode * -(-env.sim.config.n_decisions // episode)  # whole episodes, at least a period
     budget = DiscountBudget(env, config.discount_budget, config.budget_learning_rate, state.get("budget_multiplier", 0.0)) if config.discount_budget is not None else None
     venv = VecNormalize(budget or env, norm_obs=True, norm_reward=True, gamma=config.gamma, clip_obs=10.0)
     model = MaskablePPO(
@@ -154,10 +155,20 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: Path, state: dict[str
     )
     if resume:
         _restore(model, venv, checkpoint, state)
+    elif config.initial_none_probability is not None:
+        prefer_none(model.policy, config.initial_none_probability)
     monitor = _TrainingMonitor(config, run_dir, env, venv, budget, observer, state, progress)
     model.learn(config.total_timesteps - done_steps, callback=monitor, tb_log_name="ppo", reset_num_timesteps=not resume)
     monitor.finish()
     return TrainResult(run_dir, model.num_timesteps, monitor.last_evaluation)
+
+
+def prefer_none(network: torch.nn.Module, probability: float) -> None:
+    """Shift the untrained actor's 'none' logit so that 'none' has ``probability`` when all actions are legal (SB3
+    initialises the action layer near zero, so the other actions stay about equally likely)."""
+    n_actions = int(network.action_space.n)
+    with torch.no_grad():
+        network.action_net.bias[0] += math.log(probability * (n_actions - 1) / (1.0 - probability))
 
 
 def learning_rate_schedule(config: TrainConfig) -> float | Callable[[float], float]:

@@ -53,8 +53,9 @@ class TrainConfig:
     n_envs: int = 1024
     """Customers simulated side by side (slots of the vectorised environment)."""
     n_steps: int | None = None
-    """Decisions per slot in one rollout (``None``: a whole decision period, 53 weekly decisions, so every
-    rollout holds complete customer years and nothing is bootstrapped); a rollout is ``n_envs * n_steps``."""
+    """Decisions per slot in one rollout (``None``: whole episodes filling at least a decision period: 53 weekly
+    decisions, or 11 episodes of 5 at ``lam`` 0, whose episode ends with the 30-day window, so nothing is
+    bootstrapped); a rollout is ``n_envs * n_steps``."""
     batch_size: int = 8192
     """Minibatch size of the PPO update."""
     n_epochs: int = 10
@@ -64,6 +65,10 @@ class TrainConfig:
     learning_rate_schedule: str = "constant"
     """``constant``, or ``linear``: decays from ``learning_rate`` to 0 at ``total_timesteps``, so the last updates
     only polish the policy instead of moving it by as much as the first ones."""
+    initial_none_probability: float | None = None
+    """Probability of 'none' (sending nothing) in the untrained policy when every action is legal; ``None``: uniform
+    over the legal actions. A message costs money and patience, so starting near "send nothing" instead of near
+    uniform random offers (the worst baseline) leaves PPO less to unlearn."""
     gamma: float = 1.0
     """Per-decision discount of PPO. The reward already discounts money day by day, and the objective is its
     plain sum over the 365-day period, so 1 optimises exactly that."""
@@ -106,6 +111,8 @@ class TrainConfig:
         for name in ("eval_every", "checkpoint_every"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.initial_none_probability is not None and not 0.0 < self.initial_none_probability < 1.0:
+            problems.append(f"initial_none_probability must be in (0, 1), got {self.initial_none_probability}")
         if not 0.0 <= self.gamma <= 1.0 or not 0.0 <= self.gae_lambda <= 1.0:
             problems.append("gamma and gae_lambda must be in [0, 1]")
         if self.device not in ("auto", "cpu", "cuda"):

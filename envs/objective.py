@@ -43,6 +43,12 @@ class ObjectiveConfig:
         """``gamma``: the daily discount factor."""
         return (1.0 + self.annual_discount_rate) ** (-1.0 / 365.0)
 
+    @property
+    def reward_days(self) -> int:
+        """Days that carry reward: the short window alone at ``lam`` 0, else the whole horizon. Nothing after them
+        changes the objective, so a decision period ends there."""
+        return self.short_window_days if self.lam == 0 else self.horizon_days
+
     def margin(self, list_value: np.ndarray, discount: np.ndarray, send_cost: np.ndarray) -> np.ndarray:
         """Per-customer margin of one day (float32)."""
         return (np.float32(self.gross_margin_rate) * list_value - discount - send_cost).astype(np.float32)

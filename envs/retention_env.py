@@ -19,7 +19,7 @@ class RetentionEnv(gym.Env):
     """A customer from acquisition history to the end of the decision period.
 
     Observation: the observer's features (float32). Action: an index into the offer catalog.
-    Reward: the day-weighted margin of the objective. ``terminated`` at the horizon, for every customer:
+    Reward: the day-weighted margin of the objective. ``terminated`` once no later day carries reward (the horizon; the 30-day window at lam 0), for every customer:
     one who dropped out (latent: ``info["churned"]`` on the step it happened) stays to the end, as in a shop.
     ``action_masks()`` gives the legal actions (sb3-contrib's MaskablePPO calls it).
     """

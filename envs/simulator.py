@@ -55,6 +55,12 @@ class SimulatorConfig:
         """Decision steps in one customer's decision period."""
         return -(-self.objective.horizon_days // self.decision_interval_days)
 
+    @property
+    def n_reward_decisions(self) -> int:
+        """Decision steps until the last day that carries reward (``ObjectiveConfig.reward_days``): a training
+        episode's length. Evaluation still follows customers for the whole period, to report CLV at any ``lam``."""
+        return -(-self.objective.reward_days // self.decision_interval_days)
+
 
 @dataclass(frozen=True)
 class StepOutcome:
@@ -116,13 +122,14 @@ class PopulationSimulator:
         return action_mask(state, self.catalog)
 
     def done(self, state: CustomerState) -> tuple[np.ndarray, np.ndarray]:
-        """(terminated, truncated): the decision period is over, and never truncated.
+        """(terminated, truncated): the days that carry reward are over (the horizon; the 30-day window at ``lam``
+        0), and never truncated.
 
         A customer who dropped out stays until the end, as in a shop, which cannot see it happen: the policy
-        keeps deciding for them (messages still cost their send cost) and the objective ends at the horizon,
-        so nothing lies beyond it to bootstrap.
+        keeps deciding for them (messages still cost their send cost) and the objective ends there, so nothing
+        lies beyond it to bootstrap.
         """
-        terminated = state.day >= self.config.objective.horizon_days
+        terminated = state.day >= self.config.objective.reward_days
         return terminated, np.zeros_like(terminated)
 
     def advance(

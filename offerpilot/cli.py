@@ -167,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, kind, text in (("total-timesteps", int, "customer-decisions to train on"), ("n-envs", int, "customers simulated side by side"),
                              ("n-steps", int, "decisions per customer slot per rollout"), ("batch-size", int, "PPO minibatch size"),
                              ("n-epochs", int, "PPO epochs per rollout"), ("learning-rate", float, "Adam step size"),
-                             ("ent-coef", float, "entropy bonus"), ("gamma", float, "per-decision discount"),
+                             ("ent-coef", float, "entropy bonus"),
+                             ("initial-none-probability", float, "probability of sending nothing in the untrained policy (none: uniform)"), ("gamma", float, "per-decision discount"),
                              ("gae-lambda", float, "GAE lambda: 1 uses whole returns, lower leans on the value network"),
                              ("eval-every", int, "timesteps between validation runs (0: never)"),
                              ("eval-customers", int, "validation customers"), ("checkpoint-every", int, "timesteps between checkpoints")):
@@ -512,7 +513,7 @@ def _print_table(rows: list[dict[str, str]]) -> None:
 
 
 _TRAIN_OPTIONS = ("observation", "latent_features", "encoder", "lam", "discount_budget", "total_timesteps", "n_envs", "n_steps", "batch_size", "n_epochs",
-                  "learning_rate", "learning_rate_schedule", "ent_coef", "gamma", "gae_lambda", "net_arch", "eval_every", "eval_customers", "checkpoint_every", "population", "seed", "device", "threads")
+                  "learning_rate", "learning_rate_schedule", "ent_coef", "initial_none_probability", "gamma", "gae_lambda", "net_arch", "eval_every", "eval_customers", "checkpoint_every", "population", "seed", "device", "threads")
 
 
 def _train(args: argparse.Namespace) -> int:

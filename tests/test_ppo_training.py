@@ -203,3 +203,45 @@ def test_training_on_encoder_features_and_evaluating_through_the_same_observer(t
     assert observer.customers_embedded >= 500 and np.isfinite(evaluation.objective.mean)
     with pytest.raises(ValueError, match="reads 23 features, got observations with 13"):
         evaluate_policy(sim, policy, 10, TEST_SEED)  # without the encoder's features
+
+
+def test_at_lam_0_an_episode_ends_with_the_30_day_window_and_rollouts_hold_whole_episodes():
+    """Nothing after day 30 carries reward at lam 0, so a training episode ends there: every sample counts."""
+    from offerpilot.envs.objective import ObjectiveConfig
+    from offerpilot.envs.simulator import SimulatorConfig
+
+    env = RetentionVecEnv(32, SimulatorConfig(objective=ObjectiveConfig(lam=0.0)), seed=1)
+    env.reset()
+    lengths = []
+    for _ in range(11):
+        env.step_async(np.zeros(32, np.int64))
+        _, _, done, infos = env.step_wait()
+        lengths += [info["episode"]["l"] for info in infos if "episode" in info]
+    assert env.sim.config.n_reward_decisions == 5 and lengths == [5] * 64  # two episodes per slot in 11 steps
+    assert SimulatorConfig(objective=ObjectiveConfig(lam=0.01)).n_reward_decisions == 53
+
+
+def test_the_untrained_policy_prefers_none_and_the_linear_schedule_decays_to_zero(tmp_path):
+    from offerpilot.agents.ppo_training import learning_rate_schedule, prefer_none
+    from offerpilot.agents.ppo_policy import build_network
+
+    network = build_network(13, 8, (32, 32))
+    prefer_none(network, 0.75)
+    obs = torch.randn(2_000, 13)
+    with torch.no_grad():
+        probs = torch.softmax(network.action_net(network.mlp_extractor.forward_actor(obs)), dim=1).mean(dim=0)
+    assert probs[0].item() == pytest.approx(0.75, abs=0.01) and probs[1:].numpy() == pytest.approx(np.full(7, 0.25 / 7), abs=0.005)
+    schedule = learning_rate_schedule(TrainConfig(learning_rate=2e-3, learning_rate_schedule="linear"))
+    assert (schedule(1.0), schedule(0.25), schedule(0.0)) == pytest.approx((2e-3, 5e-4, 0.0))
+    assert learning_rate_schedule(TrainConfig(learning_rate=2e-3)) == 2e-3
+    with pytest.raises(ValueError, match="initial_none_probability must be in"):
+        TrainConfig(initial_none_probability=1.0)
+    with pytest.raises(ValueError, match="learning_rate_schedule must be one of"):
+        TrainConfig(learning_rate_schedule="cosine")
+    tiny = {**SMALL, "n_envs": 16, "batch_size": 212, "total_timesteps": 16 * 53, "eval_every": 0, "initial_none_probability": 0.9}
+    result = train_ppo(TrainConfig(**tiny, seed=5), tmp_path / "run", progress=False)
+    sim = PopulationSimulator(simulator_config(result_config := TrainConfig(**tiny)))
+    traits, state = sim.new_customers(2_000, np.random.default_rng(0))
+    mask = sim.action_mask(state)
+    p = PPOPolicy.load(result.policy_dir).action_probs(sim.observe(traits, state), mask)
+    assert result_config.initial_none_probability == 0.9 and p[:, 0].mean() > 0.6  # still near the prior after one rollout
