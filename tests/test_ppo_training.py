@@ -245,3 +245,25 @@ def test_the_untrained_policy_prefers_none_and_the_linear_schedule_decays_to_zer
     mask = sim.action_mask(state)
     p = PPOPolicy.load(result.policy_dir).action_probs(sim.observe(traits, state), mask)
     assert result_config.initial_none_probability == 0.9 and p[:, 0].mean() > 0.6  # still near the prior after one rollout
+
+
+EASY_POPULATION = {"price_sensitivity_mean": 12.0, "price_sensitivity_cv": 0.3, "habituation_rate": 0.0, "unsubscribe_base": 0.0,
+                   "fatigue_satisfaction_loss": 0.0}
+"""Customers for whom a 10 % discount is plainly worth sending: they buy far more with one, never tire of messages and
+never learn to wait. Sending nothing leaves most of the margin on the table (no offer 7.30, uniform random offers 10.74,
+10 % off every week 15.21 per customer on 5,000 customers), so a learner that works must find it quickly."""
+
+
+def test_a_short_run_on_an_easy_population_beats_no_offer_by_a_wide_margin(tmp_path):
+    population = tmp_path / "easy.json"
+    population.write_text(json.dumps(EASY_POPULATION))
+    config = TrainConfig(total_timesteps=6 * ROLLOUT, eval_every=0, checkpoint_every=0, seed=7, population=str(population), threads=1, **SMALL)
+    result = train_ppo(config, tmp_path / "run", progress=False)
+    sim = PopulationSimulator(simulator_config(config))
+    ppo = evaluate_policy(sim, PPOPolicy.load(result.policy_dir), 5_000, TEST_SEED, deterministic=True)
+    none = evaluate_policy(sim, NoOfferPolicy(), 5_000, TEST_SEED)
+    uniform = evaluate_policy(sim, UniformRandomPolicy(), 5_000, TEST_SEED)
+    gain = ppo.per_customer["objective"] - none.per_customer["objective"]
+    print(f"easy population: ppo {ppo.objective.mean:.3f}, no offer {none.objective.mean:.3f}, uniform {uniform.objective.mean:.3f}")
+    assert gain.mean() > 5.0 and gain.mean() - 3 * gain.std() / np.sqrt(gain.size) > 4.5
+    assert ppo.objective.mean > uniform.objective.mean + 1.5  # measured: PPO 12.71, no offer 7.30, uniform 10.74
