@@ -271,7 +271,8 @@ def test_vec_env_same_seed_same_trajectory_different_seed_different():
 
 @pytest.mark.parametrize("lam", [0.0, 0.4, 1.0])
 def test_env_reward_is_the_objective_mix_of_its_margins(lam):
-    """Per step, reward = (1-lam)*margin_short + lam*margin_clv (exactly margin_clv at lam 1, margin_short at 0); margin_short stops after day 30."""
+    """Per step, reward = (1-lam)*margin_short + lam*margin_clv (exactly margin_clv at lam 1, margin_short at 0); margin_short stops
+    after day 30, and at lam 0, where nothing later carries reward, so does the episode."""
     env = RetentionEnv(SimulatorConfig(objective=ObjectiveConfig(lam=lam)))
     total = mixed = 0.0
     late_short = []
@@ -289,8 +290,9 @@ def test_env_reward_is_the_objective_mix_of_its_margins(lam):
                 late_short.append(info["margin_short"])
             total += r
             mixed += expected
+        assert len(rewards) == (5 if lam == 0.0 else 53)
     assert total == pytest.approx(mixed, rel=1e-5)
-    assert late_short and all(m == 0 for m in late_short)
+    assert (not late_short) if lam == 0.0 else (late_short and all(m == 0 for m in late_short))
 
 
 # --- training smoke test ----------------------------------------------------------------------
