@@ -31,7 +31,7 @@ START = pd.Timestamp("2025-01-01")
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """Sizes of every step. The defaults take about 10 minutes on 2 CPU cores; :meth:`quick` under 2."""
+    """Sizes of every step. The defaults take about 19 minutes on 2 CPU cores; :meth:`quick` under 2."""
 
     customers: int = 20_000
     """Logged customers: the encoder's training data, the off-policy evaluation's logs and the scored batch."""
