@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from offerpilot.agents.discount_budget import DiscountBudget
 from offerpilot.agents.evaluation import PolicyEvaluation, evaluate_policy
+from offerpilot.agents.paired_advantage import leave_one_out
 from offerpilot.agents.ppo_policy import ObservationNormalizer, PPOPolicy, build_network
 from offerpilot.agents.seeds import VALIDATION_SEED_OFFSET
 from offerpilot.agents.train_config import TrainConfig
@@ -130,7 +131,7 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: Path, state: dict[str
     device = resolve_device(config.device)
     observer = encoder_observer(config, run_dir, progress) if config.observation == "encoder" else None
     done_steps = int(state.get("num_timesteps", 0))
-    env = RetentionVecEnv(config.n_envs, simulator_config(config), seed=config.seed + done_steps, encoder=observer, expected_reward=config.reward == "expected")
+    env = RetentionVecEnv(config.n_envs, simulator_config(config), seed=config.seed + done_steps, encoder=observer, expected_reward=config.reward == "expected", copies=config.customer_copies)
     episode = env.sim.config.n_reward_decisions
     n_steps = config.n_steps or episode * -(-env.sim.config.n_decisions // episode)  # whole episodes, at least a period
     budget = DiscountBudget(env, config.discount_budget, config.budget_learning_rate, state.get("budget_multiplier", 0.0)) if config.discount_budget is not None else None
@@ -246,6 +247,9 @@ class _TrainingMonitor(BaseCallback):
         return True
 
     def _on_rollout_end(self) -> None:
+        """After SB3 computed the rollout's advantages (and value targets), before the update."""
+        buffer = self.model.rollout_buffer
+        buffer.advantages[:] = leave_one_out(buffer.advantages, self.config.customer_copies)
         self.bar.update(self.num_timesteps - self.bar.n)
         if self.budget is not None:
             spend = self.budget.update()

@@ -56,6 +56,10 @@ class TrainConfig:
     """Decisions per slot in one rollout (``None``: whole episodes filling at least a decision period: 53 weekly
     decisions, or 11 episodes of 5 at ``lam`` 0, whose episode ends with the 30-day window, so nothing is
     bootstrapped); a rollout is ``n_envs * n_steps``."""
+    customer_copies: int = 1
+    """Copies of each customer trained side by side (common random numbers: the same traits and luck); with 2 or
+    more, each copy's advantage is taken relative to the mean of its other copies', which removes the luck of the
+    customer's year from the learning signal. Must divide ``n_envs``."""
     batch_size: int = 8192
     """Minibatch size of the PPO update."""
     n_epochs: int = 10
@@ -111,6 +115,8 @@ class TrainConfig:
         for name in ("eval_every", "checkpoint_every"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.customer_copies < 1 or self.n_envs % self.customer_copies:
+            problems.append(f"customer_copies must be >= 1 and divide n_envs ({self.n_envs}), got {self.customer_copies}")
         if self.initial_none_probability is not None and not 0.0 < self.initial_none_probability < 1.0:
             problems.append(f"initial_none_probability must be in (0, 1), got {self.initial_none_probability}")
         if not 0.0 <= self.gamma <= 1.0 or not 0.0 <= self.gae_lambda <= 1.0:

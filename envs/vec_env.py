@@ -7,6 +7,10 @@ observation is the simulator's features followed by the encoder's.
 This is the only place SB3's list-of-dicts ``infos`` are built; :meth:`step_arrays` gives the
 same step as arrays for offerpilot's own evaluation code. A customer's ``infos`` entry at the end of their
 decision period carries SB3's ``episode`` summary (return, decisions).
+
+With ``copies`` K > 1, slots ``i, i + n/K, ..., i + (K-1) n/K`` hold the same customer (the same traits, noise key
+and history), so the K copies meet the same luck (common random numbers) and differ only by the actions taken:
+each copy's outcome is a baseline for the others'. Episodes have one length, so copies start and end together.
 """
 
 from __future__ import annotations
@@ -46,7 +50,11 @@ class RetentionVecEnv(VecEnv):
         pool_size: int | None = None,
         encoder: EncoderObserver | None = None,
         expected_reward: bool = False,
+        copies: int = 1,
     ) -> None:
+        if copies < 1 or n_envs % copies:
+            raise ValueError(f"copies must be >= 1 and divide n_envs ({n_envs}), got {copies}")
+        self.copies = copies
         self.sim = PopulationSimulator(config)
         self.encoder = encoder
         self.expected_reward = expected_reward
@@ -68,6 +76,14 @@ class RetentionVecEnv(VecEnv):
 
     # -- customers -------------------------------------------------------------------------------
     def _draw(self, n: int) -> tuple[CustomerTraits, CustomerState, EventHistory | None]:
+        """``n`` customers at day 0 for ``n`` slots: ``n / copies`` fresh ones, each repeated ``copies`` times
+        (copy ``k`` of customer ``j`` at ``k * n / copies + j``)."""
+        fresh = self._draw_fresh(n // self.copies)
+        if self.copies == 1:
+            return fresh
+        return tuple(None if p is None else concat([p] * self.copies) for p in fresh)
+
+    def _draw_fresh(self, n: int) -> tuple[CustomerTraits, CustomerState, EventHistory | None]:
         """``n`` fresh customers at day 0 (and their event buffers), taken from the pool (refilled in batches)."""
         parts: list[tuple] = []
         while n > 0:
@@ -151,6 +167,7 @@ class RetentionVecEnv(VecEnv):
         done_idx = np.flatnonzero(terminated | truncated)
         terminal_obs = obs[done_idx].copy()
         if done_idx.size:
+            done_idx = self._copies_of(done_idx)
             new_traits, new_state, new_history = self._draw(done_idx.size)
             put(self._traits, done_idx, new_traits)
             put(self._state, done_idx, new_state)
@@ -158,6 +175,18 @@ class RetentionVecEnv(VecEnv):
                 put(self._history, done_idx, new_history)
             obs[done_idx] = self._observe(done_idx)
         return obs, out, terminated, truncated, terminal_obs
+
+    def _copies_of(self, done_idx: np.ndarray) -> np.ndarray:
+        """``done_idx`` ordered copy by copy (as :meth:`_draw` lays them out), after checking every copy of a
+        finished customer finished with it."""
+        if self.copies == 1:
+            return done_idx
+        group = self.num_envs // self.copies
+        first = done_idx[done_idx < group]
+        ordered = (first[None, :] + group * np.arange(self.copies)[:, None]).ravel()
+        if not np.array_equal(np.sort(ordered), done_idx):
+            raise RuntimeError("copies of a customer finished their decision periods on different steps")
+        return ordered
 
     def action_masks(self) -> np.ndarray:
         """Bool (n_envs, n_actions): the legal actions of every slot now."""

@@ -165,7 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     ppo.add_argument("--discount-budget", type=float, default=None, help="most discount money per customer over the year "
                      "(a Lagrangian penalty; default: no budget)")
     for flag, kind, text in (("total-timesteps", int, "customer-decisions to train on"), ("n-envs", int, "customers simulated side by side"),
-                             ("n-steps", int, "decisions per customer slot per rollout"), ("batch-size", int, "PPO minibatch size"),
+                             ("n-steps", int, "decisions per customer slot per rollout"),
+                             ("customer-copies", int, "copies of each customer trained side by side with the same luck, each judged "
+                              "against the others (common random numbers; must divide --n-envs)"), ("batch-size", int, "PPO minibatch size"),
                              ("n-epochs", int, "PPO epochs per rollout"), ("learning-rate", float, "Adam step size"),
                              ("ent-coef", float, "entropy bonus"),
                              ("initial-none-probability", float, "probability of sending nothing in the untrained policy (none: uniform)"), ("gamma", float, "per-decision discount"),
@@ -512,7 +514,7 @@ def _print_table(rows: list[dict[str, str]]) -> None:
 
 
 
-_TRAIN_OPTIONS = ("observation", "latent_features", "encoder", "lam", "discount_budget", "total_timesteps", "n_envs", "n_steps", "batch_size", "n_epochs",
+_TRAIN_OPTIONS = ("observation", "latent_features", "encoder", "lam", "discount_budget", "total_timesteps", "n_envs", "n_steps", "customer_copies", "batch_size", "n_epochs",
                   "learning_rate", "learning_rate_schedule", "ent_coef", "initial_none_probability", "gamma", "gae_lambda", "net_arch", "eval_every", "eval_customers", "checkpoint_every", "population", "seed", "device", "threads")
 
 

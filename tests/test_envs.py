@@ -224,6 +224,34 @@ def test_vec_env_sb3_step_reports_terminal_observations_and_episodes():
         assert info["episode"]["l"] == 53
 
 
+def test_vec_env_copies_of_a_customer_share_their_luck_and_differ_only_by_their_actions():
+    """With ``copies`` 2, slots ``i`` and ``i + n/2`` hold the same customer: the same actions give the same
+    rewards and observations for a whole period (common random numbers), refills stay paired, and other actions in
+    one copy change that copy alone."""
+    n, half = 128, 64
+    vec = RetentionVecEnv(n, seed=11, copies=2)
+    obs = vec.reset()
+    np.testing.assert_array_equal(obs[:half], obs[half:])
+    assert len(set(vec.traits.noise_key[:half].tolist())) == half  # different customers within a copy
+    rng = np.random.default_rng(12)
+    for step in range(1, 60):
+        actions = random_legal(vec.action_masks()[:half], rng)
+        twin = actions.copy()
+        if step < 10:
+            twin[:8] = 0  # the first 8 customers' second copies send nothing for 9 decisions
+        obs, rewards, dones, _ = vec.step(np.concatenate([actions, twin]))
+        np.testing.assert_array_equal(dones[:half], dones[half:])
+        if step == 9:
+            differs = obs[:half] != obs[half:]
+            assert differs[:8].any() and not differs[8:].any()
+        if step == 53:
+            assert dones.all()
+            np.testing.assert_array_equal(obs[:half], obs[half:])  # refilled with one fresh customer per pair
+            np.testing.assert_array_equal(vec.traits.noise_key[:half], vec.traits.noise_key[half:])
+    with pytest.raises(ValueError, match="copies must be >= 1 and divide n_envs"):
+        RetentionVecEnv(10, copies=3)
+
+
 # --- determinism ------------------------------------------------------------------------------
 
 
