@@ -44,8 +44,9 @@ def test_a_short_run_beats_random_offers_on_held_out_customers(short_run):
     ppo = evaluate_policy(sim, policy, 20_000, TEST_SEED, deterministic=True)
     uniform = evaluate_policy(sim, UniformRandomPolicy(), 20_000, TEST_SEED)
     none = evaluate_policy(sim, NoOfferPolicy(), 20_000, TEST_SEED)
+    print(f"short run: ppo {ppo.objective.mean:.3f}, no offer {none.objective.mean:.3f}, uniform {uniform.objective.mean:.3f}")
     # Random offers lose about 0.8 per customer against sending nothing; the learned policy must recover at
-    # least half of that (measured on these seeds: uniform 6.36, no offer 7.19, PPO 7.33).
+    # least half of that (measured on these seeds: uniform 6.36, no offer 7.32, PPO 7.32).
     assert ppo.objective.mean > uniform.objective.mean + 0.5 * (none.objective.mean - uniform.objective.mean)
     assert ppo.objective.mean > uniform.objective.high
 
@@ -265,5 +266,5 @@ def test_a_short_run_on_an_easy_population_beats_no_offer_by_a_wide_margin(tmp_p
     uniform = evaluate_policy(sim, UniformRandomPolicy(), 5_000, TEST_SEED)
     gain = ppo.per_customer["objective"] - none.per_customer["objective"]
     print(f"easy population: ppo {ppo.objective.mean:.3f}, no offer {none.objective.mean:.3f}, uniform {uniform.objective.mean:.3f}")
-    assert gain.mean() > 5.0 and gain.mean() - 3 * gain.std() / np.sqrt(gain.size) > 4.5
-    assert ppo.objective.mean > uniform.objective.mean + 1.5  # measured: PPO 12.71, no offer 7.30, uniform 10.74
+    assert gain.mean() > 6.0 and gain.mean() - 3 * gain.std() / np.sqrt(gain.size) > 5.5
+    assert ppo.objective.mean > uniform.objective.mean + 2.5  # measured: PPO 13.68, no offer 7.30, uniform 10.74
