@@ -156,6 +156,8 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: Path, state: dict[str
     )
     if resume:
         _restore(model, venv, checkpoint, state)
+    elif config.init_policy is not None:
+        _start_from(model, venv, Path(config.init_policy), env, observer)
     elif config.initial_none_probability is not None:
         prefer_none(model.policy, config.initial_none_probability)
     monitor = _TrainingMonitor(config, run_dir, env, venv, budget, observer, state, progress)
@@ -177,6 +179,27 @@ def learning_rate_schedule(config: TrainConfig) -> float | Callable[[float], flo
     if config.learning_rate_schedule == "constant":
         return config.learning_rate
     return lambda remaining: config.learning_rate * remaining
+
+
+def _start_from(model: MaskablePPO, venv: VecNormalize, folder: Path, env: RetentionVecEnv, observer: EncoderObserver | None) -> None:
+    """Weights and observation normaliser of the saved policy in ``folder``, after checking it reads the same
+    features and chooses among the same offers with the same network shape.
+
+    :raises ValueError: naming what differs.
+    """
+    saved = PPOPolicy.load(folder, device=str(model.device))
+    names = env.sim.observer.feature_names + (observer.feature_names if observer is not None else ())
+    if saved.feature_names != names:
+        raise ValueError(f"{folder}: init policy reads other features than this run ({len(saved.feature_names)} vs {len(names)}: "
+                         "train with the same --observation, --latent-features and --encoder)")
+    if saved.action_ids != env.sim.catalog.ids:
+        raise ValueError(f"{folder}: init policy chooses among offers {list(saved.action_ids)}, this run's catalog has {list(env.sim.catalog.ids)}")
+    arch = tuple(layer.out_features for layer in model.policy.mlp_extractor.policy_net if isinstance(layer, torch.nn.Linear))
+    if saved.net_arch != arch:
+        raise ValueError(f"{folder}: init policy has layers {list(saved.net_arch)}, this run {list(arch)} (set --net-arch to match)")
+    model.policy.load_state_dict(saved.network.state_dict())
+    venv.obs_rms.mean, venv.obs_rms.var = saved.normalizer.mean.copy(), saved.normalizer.var.copy()
+    venv.obs_rms.count = float(saved.metadata.get("num_timesteps", 1e6))  # the statistics move as slowly as where they stopped
 
 
 class CheckpointError(ValueError):

@@ -75,6 +75,10 @@ class TrainConfig:
     """Probability of 'none' (sending nothing) in the untrained policy when every action is legal; ``None``: uniform
     over the legal actions. A message costs money and patience, so starting near "send nothing" instead of near
     uniform random offers (the worst baseline) leaves PPO less to unlearn."""
+    init_policy: str | None = None
+    """Folder of a saved policy (another run's ``best_policy``) whose actor-critic weights and observation normaliser
+    training starts from; ``None``: a fresh network. A policy trained for one ``lam`` is a good start for a
+    neighbouring one: the frontier's runs then need a fraction of the steps of a run from scratch."""
     gamma: float = 1.0
     """Per-decision discount of PPO. The reward already discounts money day by day, and the objective is its
     plain sum over the 365-day period, so 1 optimises exactly that."""
@@ -119,6 +123,8 @@ class TrainConfig:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.customer_copies < 1 or self.n_envs % self.customer_copies:
             problems.append(f"customer_copies must be >= 1 and divide n_envs ({self.n_envs}), got {self.customer_copies}")
+        if self.init_policy is not None and self.initial_none_probability is not None:
+            problems.append("init_policy and initial_none_probability exclude each other (the start is the saved policy)")
         if self.initial_none_probability is not None and not 0.0 < self.initial_none_probability < 1.0:
             problems.append(f"initial_none_probability must be in (0, 1), got {self.initial_none_probability}")
         if not 0.0 <= self.gamma <= 1.0 or not 0.0 <= self.gae_lambda <= 1.0:

@@ -176,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
                              ("eval-customers", int, "validation customers"), ("checkpoint-every", int, "timesteps between checkpoints")):
         default = getattr(TrainConfig, flag.replace("-", "_"))
         ppo.add_argument(f"--{flag}", type=kind, default=None, help=f"{text} (default: {'a whole decision period' if default is None else default})")
+    ppo.add_argument("--init-policy", default=None, metavar="POLICY",
+                     help="start from this saved policy's weights (another run's best_policy, e.g. one trained for a "
+                     "neighbouring --lam); default: a fresh network")
     ppo.add_argument("--learning-rate-schedule", choices=LEARNING_RATE_SCHEDULES, default=None,
                      help="constant, or linear: from --learning-rate down to 0 at --total-timesteps (default: constant)")
     ppo.add_argument("--net-arch", type=int, nargs="+", default=None, metavar="WIDTH",
@@ -515,7 +518,7 @@ def _print_table(rows: list[dict[str, str]]) -> None:
 
 
 _TRAIN_OPTIONS = ("observation", "latent_features", "encoder", "lam", "discount_budget", "total_timesteps", "n_envs", "n_steps", "customer_copies", "batch_size", "n_epochs",
-                  "learning_rate", "learning_rate_schedule", "ent_coef", "initial_none_probability", "gamma", "gae_lambda", "net_arch", "eval_every", "eval_customers", "checkpoint_every", "population", "seed", "device", "threads")
+                  "learning_rate", "learning_rate_schedule", "ent_coef", "initial_none_probability", "init_policy", "gamma", "gae_lambda", "net_arch", "eval_every", "eval_customers", "checkpoint_every", "population", "seed", "device", "threads")
 
 
 def _train(args: argparse.Namespace) -> int:

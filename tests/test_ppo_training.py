@@ -268,3 +268,23 @@ def test_a_short_run_on_an_easy_population_beats_no_offer_by_a_wide_margin(tmp_p
     print(f"easy population: ppo {ppo.objective.mean:.3f}, no offer {none.objective.mean:.3f}, uniform {uniform.objective.mean:.3f}")
     assert gain.mean() > 6.0 and gain.mean() - 3 * gain.std() / np.sqrt(gain.size) > 5.5
     assert ppo.objective.mean > uniform.objective.mean + 2.5  # measured: PPO 13.68, no offer 7.30, uniform 10.74
+
+
+def test_a_run_started_from_a_saved_policy_carries_its_weights_and_refuses_one_that_does_not_fit(short_run, tmp_path):
+    """``init_policy``: with a learning rate of 0 the run's final policy is the saved one, weight for weight (and
+    acts the same on fresh customers); a policy that reads other features is refused before anything trains."""
+    _, result = short_run
+    start = PPOPolicy.load(result.best_policy_dir)
+    config = TrainConfig(total_timesteps=2 * ROLLOUT, eval_every=0, checkpoint_every=0, seed=5, lam=1.0,
+                         init_policy=str(result.best_policy_dir), **{**SMALL, "learning_rate": 0.0})
+    continued = PPOPolicy.load(train_ppo(config, tmp_path / "lam1", progress=False).policy_dir)
+    for name, weight in start.network.state_dict().items():
+        torch.testing.assert_close(continued.network.state_dict()[name], weight, rtol=0, atol=0)
+    fresh = TrainConfig(total_timesteps=ROLLOUT, eval_every=0, checkpoint_every=0, seed=5, **SMALL)
+    untrained = PPOPolicy.load(train_ppo(fresh.with_overrides(learning_rate=0.0), tmp_path / "fresh", progress=False).policy_dir)
+    assert not torch.equal(untrained.network.action_net.weight, start.network.action_net.weight)
+    latent = TrainConfig(total_timesteps=ROLLOUT, eval_every=0, checkpoint_every=0, **{**SMALL, "observation": "latent"}, init_policy=str(result.best_policy_dir))
+    with pytest.raises(ValueError, match="init policy reads other features than this run"):
+        train_ppo(latent, tmp_path / "latent", progress=False)
+    with pytest.raises(ValueError, match="init_policy and initial_none_probability exclude each other"):
+        fresh.with_overrides(init_policy="x", initial_none_probability=0.5)
