@@ -63,7 +63,11 @@ from offerpilot.envs.simulator import PopulationSimulator, SimulatorConfig
 from offerpilot.schema import EVENT_KINDS
 
 PARITY_TOLERANCE = 1e-5
-"""Most absolute difference between onnxruntime's and torch's action probabilities that export accepts."""
+"""Most absolute difference between onnxruntime's and torch's action probabilities, given the same features, that
+export accepts."""
+ENCODER_PATH_TOLERANCE = 1e-4
+"""The same along the whole path of an encoder policy, where each runtime computes its own encoder features: those
+differ by about one float32 rounding step (1e-6), which the policy's logits can amplify tenfold."""
 POLICIES = {"best": "best_policy", "final": "policy"}
 """Which policy of a run to export: the best on validation customers, or the last one trained."""
 RETURN_EPSILON = 1e-8
@@ -301,12 +305,15 @@ def export_bundle(run_dir: str | Path, out_dir: str | Path, config: ExportConfig
         rng = np.random.default_rng(config.seed)
         parity = {
             "tolerance": PARITY_TOLERANCE,
+            "simulated_tolerance": PARITY_TOLERANCE if observer is None else ENCODER_PATH_TOLERANCE,
             "random": _random_parity(policy, bundle, run.value_scale, config.n_random, rng),
             "simulated": _simulated_parity(policy, bundle, run.value_scale, sim_config, observer, config.n_customers, config.seed),
         }
-        worst = max(parity["random"]["probabilities_max_abs_diff"], parity["simulated"]["probabilities_max_abs_diff"])
-        if not worst <= PARITY_TOLERANCE:
-            raise ValueError(f"parity check failed: onnxruntime and torch action probabilities differ by {worst:.3g} (> {PARITY_TOLERANCE}); no bundle written")
+        for check, tolerance in (("random", parity["tolerance"]), ("simulated", parity["simulated_tolerance"])):
+            worst = parity[check]["probabilities_max_abs_diff"]
+            if not worst <= tolerance:
+                raise ValueError(f"parity check failed: onnxruntime and torch action probabilities differ by {worst:.3g} (> {tolerance:g}) "
+                                 f"on the {check} inputs; no bundle written")
         manifest["metrics"]["parity"] = parity
         (tmp / MODEL_CARD).write_text(model_card(manifest))
         manifest = _write_manifest(tmp, manifest, [*written, MODEL_CARD])
@@ -447,9 +454,10 @@ lam = {objective['lam']}, R_short over {objective['short_window_days']} days, CL
 ## How it was evaluated
 {evaluated}
 
-Export parity (max |onnxruntime - torch| of the action probabilities, tolerance {parity['tolerance']:g}):
-{rnd['probabilities_max_abs_diff']:.2e} on {rnd['inputs']:,} random inputs; {sim['probabilities_max_abs_diff']:.2e} on
-{sim['inputs']:,} decisions of {sim['customers']:,} simulated customers' histories.{encoder_parity} Value: max |difference|
+Export parity (max |onnxruntime - torch| of the action probabilities):
+{rnd['probabilities_max_abs_diff']:.2e} on {rnd['inputs']:,} random inputs (tolerance {parity['tolerance']:g});
+{sim['probabilities_max_abs_diff']:.2e} on {sim['inputs']:,} decisions of {sim['customers']:,} simulated customers' histories
+(tolerance {parity.get('simulated_tolerance', parity['tolerance']):g}).{encoder_parity} Value: max |difference|
 {max(rnd['value_max_abs_diff'], sim['value_max_abs_diff']):.2e}.
 
 ## Design

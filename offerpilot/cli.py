@@ -598,8 +598,8 @@ def _export(args: argparse.Namespace) -> int:
     print(f"exported {manifest['policy_id']} ({manifest['observation']} observation, lam {manifest['objective']['lam']}) to {args.out}: "
           f"{', '.join(manifest['files'])}, {MANIFEST}")
     print(f"parity onnxruntime vs torch, max |difference| of action probabilities: {parity['random']['probabilities_max_abs_diff']:.2e} "
-          f"on {parity['random']['inputs']:,} random inputs, {parity['simulated']['probabilities_max_abs_diff']:.2e} on "
-          f"{parity['simulated']['inputs']:,} simulated decisions (tolerance {parity['tolerance']:g})")
+          f"on {parity['random']['inputs']:,} random inputs (tolerance {parity['tolerance']:g}), {parity['simulated']['probabilities_max_abs_diff']:.2e} on "
+          f"{parity['simulated']['inputs']:,} simulated decisions (tolerance {parity['simulated_tolerance']:g})")
     return 0
 
 
