@@ -211,6 +211,20 @@ class Comparison:
         by_name = {c.name: e for c, e in zip(self.contenders, self.evaluations)}
         return Estimate.of(by_name[name].per_customer[metric] - by_name[other].per_customer[metric])
 
+    def dominating(self, baseline: str) -> tuple[str, Estimate, Estimate] | None:
+        """The trained policy (an oracle aside) that beats ``baseline`` on both axes of the frontier, 30-day margin
+        and CLV, with paired 95 % intervals above zero, as ``(name, margin difference, CLV difference)``; of several,
+        the one whose weaker lower bound is highest. ``None``: no trained policy does."""
+        best = None
+        for c in self.contenders:
+            if c.run_dir is None or c.observation == "latent":
+                continue
+            margin, clv = self.paired_difference(c.name, baseline, "r_short"), self.paired_difference(c.name, baseline, "clv")
+            worst = min(float(margin.low), float(clv.low))
+            if worst > 0 and (best is None or worst > best[0]):
+                best = (worst, c.name, margin, clv)
+        return None if best is None else best[1:]
+
     def best_baseline(self, metric: str = "objective") -> str:
         """The baseline (not a trained run) with the highest mean ``metric``."""
         baselines = [(getattr(e, metric).mean, c.name) for c, e in zip(self.contenders, self.evaluations) if c.run_dir is None]

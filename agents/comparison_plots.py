@@ -37,11 +37,12 @@ def plot_clv_by_policy(comparison: Comparison, path: Path) -> None:
 
 
 def plot_frontier(comparison: Comparison, path: Path) -> None:
-    """30-day revenue against CLV per policy (95 % intervals); trained policies joined in order of ``lam``."""
+    """30-day margin against CLV per policy (95 % intervals), the two things ``lam`` trades; trained policies joined
+    in order of ``lam``."""
     fig, ax = plt.subplots(figsize=(7, 5))
     trained = []
     for c, e in zip(comparison.contenders, comparison.evaluations):
-        x, y = e.revenue_short, e.clv
+        x, y = e.r_short, e.clv
         ax.errorbar(x.mean, y.mean, xerr=[[x.mean - float(x.low)], [float(x.high) - x.mean]], yerr=[[y.mean - float(y.low)], [float(y.high) - y.mean]],
                     fmt="o" if c.run_dir else "s", color="tab:blue" if c.run_dir and c.observation != "latent" else "tab:orange" if c.run_dir else "tab:grey", capsize=2)
         ax.annotate(c.name, (x.mean, y.mean), textcoords="offset points", xytext=(4, 4), fontsize=7)
@@ -51,9 +52,9 @@ def plot_frontier(comparison: Comparison, path: Path) -> None:
         trained.sort()
         ax.plot([t[1] for t in trained], [t[2] for t in trained], color="tab:blue", alpha=0.6, label="trained policies over lam")
         ax.legend(loc="best", fontsize=8)
-    ax.set_xlabel("30-day revenue per customer")
+    ax.set_xlabel("30-day margin per customer")
     ax.set_ylabel("CLV per customer")
-    ax.set_title("Short-term revenue vs lifetime value")
+    ax.set_title("Short-term margin vs lifetime value")
     _save(fig, path)
 
 

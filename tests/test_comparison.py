@@ -83,6 +83,38 @@ def test_paired_differences_cancel_who_the_customers_were():
     assert diff.high - diff.low < (evaluations[2].objective.high - evaluations[2].objective.low) / 20
 
 
+def test_a_baseline_is_dominated_by_the_trained_policy_that_beats_it_on_margin_and_clv_with_paired_intervals_above_zero():
+    """``dominating``: a trained policy with more 30-day margin and more CLV (both paired lower bounds > 0); of two,
+    the one with the higher weaker bound; an oracle never counts; a baseline no trained policy beats on both is
+    named as such in the report's sentence."""
+    from offerpilot.report import _dominance
+
+    rng = np.random.default_rng(1)
+    customers = rng.lognormal(2.0, 1.0, 5000)
+    noise = lambda: rng.normal(0, 0.05, 5000)  # noqa: E731
+    margins_clv = {
+        "no_offer": (customers, customers),
+        "schedule": (customers + 0.5 + noise(), customers + 0.1 + noise()),
+        "ppo": (customers + 0.2 + noise(), customers + 0.4 + noise()),  # beats no_offer, loses schedule on margin
+        "ppo_lam0": (customers + 0.7 + noise(), customers + 0.3 + noise()),  # beats both
+        "oracle": (customers + 5.0, customers + 5.0),
+    }
+    evaluations, contenders = [], []
+    for name, (margin, clv) in margins_clv.items():
+        e = Estimate.of(clv)
+        evaluations.append(PolicyEvaluation(name, 5000, 0, e, e, e, e, e, {}, e, e, per_customer={"objective": clv, "clv": clv, "r_short": margin}))
+        trained = name.startswith("ppo") or name == "oracle"
+        contenders.append(Contender(name, NoOfferPolicy(), run_dir=Path(name) if trained else None, observation="latent" if name == "oracle" else "raw"))
+    comparison = Comparison(tuple(contenders), tuple(evaluations), {})
+    name, margin, clv = comparison.dominating("schedule")
+    assert name == "ppo_lam0" and 0.15 < margin.low < margin.mean < 0.25 and 0.15 < clv.low < clv.mean < 0.25
+    assert comparison.dominating("no_offer")[0] == "ppo_lam0"  # weaker bound 0.3 against ppo's 0.2
+    assert "every baseline" in _dominance(comparison)
+    evaluations[1].per_customer["r_short"] = customers + 0.9  # now more margin than any trained policy
+    assert comparison.dominating("schedule") is None
+    assert "No trained policy beats `schedule`" in _dominance(comparison)
+
+
 def test_an_oracle_that_sees_part_of_the_latent_state_is_trained_and_evaluated_on_exactly_that_part(tmp_path):
     from offerpilot.agents.comparison import arena_for, compare, load_run
     from offerpilot.envs.observers import LATENT_FEATURES, RawFeatureObserver
