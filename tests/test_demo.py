@@ -13,7 +13,7 @@ import pytest
 
 from offerpilot.agents.baselines import COMPARED_BASELINES
 from offerpilot.agents.bundle import Bundle
-from offerpilot.demo import DEMO_MARKER
+from offerpilot.demo import DEMO_MARKER, SUMMARY
 from offerpilot.tables import read_table
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -34,7 +34,7 @@ def test_the_quick_demo_writes_every_step_and_says_where_the_report_is(demo):
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"report: {out / 'report' / 'report.html'}" in result.stdout
     for path in ("logs/events.parquet", "logs/decisions.parquet", "encoder/model/model.safetensors", "runs/ppo/best_policy/policy.safetensors",
-                 "runs/oracle/policy/policy.safetensors", "runs/ppo_lam1/eval.csv", "bundle/manifest.json", "scores/decisions.parquet", DEMO_MARKER):
+                 "runs/oracle/policy/policy.safetensors", "runs/ppo_lam1/eval.csv", "bundle/manifest.json", "scores/decisions.parquet", DEMO_MARKER, SUMMARY):
         assert (out / path).is_file(), path
     for plot in ("clv_by_policy", "frontier", "learning_curves", "offer_mix", "ope"):
         assert (out / "report" / f"{plot}.png").read_bytes()[:8] == PNG, plot
@@ -94,3 +94,20 @@ def test_the_demo_refuses_a_folder_it_did_not_write_and_deletes_nothing(tmp_path
     assert result.returncode == 2
     assert "not written by 'offerpilot demo'" in result.stderr and "Traceback" not in result.stderr
     assert keep.read_text() == "mine"
+
+
+def test_the_summary_holds_the_report_s_paired_differences_and_every_baseline_s_verdict(demo):
+    """``summary.json`` (what scripts/demo_seeds.py tabulates) says what the report says, number for number."""
+    out, _ = demo
+    summary = json.loads((out / SUMMARY).read_text())
+    report = (out / "report" / "report.md").read_text()
+    assert f"minus the best baseline (`{summary['best_baseline']}`)" in report
+    for name, metrics in summary["versus_best_baseline"].items():
+        objective, clv, margin = (metrics[m] for m in ("objective", "clv", "r_short"))
+        cells = [f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]" for v in (objective, clv, margin)]
+        assert f"- `{name}`: objective {cells[0]}, CLV {cells[1]}, 30-day margin {cells[2]}" in report
+        assert objective[1] < objective[0] < objective[2]
+    assert set(summary["versus_best_baseline"]) == {"ppo", "ppo_lam1"}
+    assert set(summary["dominated_by"]) == set(COMPARED_BASELINES)
+    for baseline, by in summary["dominated_by"].items():
+        assert by is None or f"`{baseline}` by `{by}`" in report
