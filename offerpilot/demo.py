@@ -37,7 +37,7 @@ START = pd.Timestamp("2025-01-01")
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """Sizes of every step. The defaults take under 15 minutes on 2 CPU cores; :meth:`quick` under 2."""
+    """Sizes of every step. The defaults take about 15 minutes on 2 CPU cores; :meth:`quick` under 2."""
 
     customers: int = 20_000
     """Logged customers: the encoder's training data, the off-policy evaluation's logs and the scored batch."""
