@@ -53,6 +53,11 @@ def build_network(n_features: int, n_actions: int, net_arch: tuple[int, ...], de
     return network.to(device)
 
 
+def hidden_widths(network: MaskableActorCriticPolicy) -> tuple[int, ...]:
+    """The actor's hidden layer widths (the ``net_arch`` it was built with)."""
+    return tuple(layer.out_features for layer in network.mlp_extractor.policy_net if isinstance(layer, torch.nn.Linear))
+
+
 class PPOPolicy:
     """Masked action probabilities of a trained actor: ``softmax(logits)`` over the legal actions."""
 
@@ -74,7 +79,7 @@ class PPOPolicy:
 
     @property
     def net_arch(self) -> tuple[int, ...]:
-        return tuple(layer.out_features for layer in self.network.mlp_extractor.policy_net if isinstance(layer, torch.nn.Linear))
+        return hidden_widths(self.network)
 
     @torch.inference_mode()
     def logits(self, obs: np.ndarray) -> np.ndarray:

@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from offerpilot.agents.discount_budget import DiscountBudget
 from offerpilot.agents.evaluation import PolicyEvaluation, evaluate_policy
 from offerpilot.agents.paired_advantage import leave_one_out
-from offerpilot.agents.ppo_policy import ObservationNormalizer, PPOPolicy, build_network
+from offerpilot.agents.ppo_policy import ObservationNormalizer, PPOPolicy, build_network, hidden_widths
 from offerpilot.agents.seeds import VALIDATION_SEED_OFFSET
 from offerpilot.agents.train_config import TrainConfig
 from offerpilot.atomic import WriteError, atomic_directory, json_digest, restore_interrupted, sha256_file, write_text_atomic
@@ -181,6 +181,11 @@ def learning_rate_schedule(config: TrainConfig) -> float | Callable[[float], flo
     return lambda remaining: config.learning_rate * remaining
 
 
+def observed_features(env: RetentionVecEnv, observer: EncoderObserver | None) -> tuple[str, ...]:
+    """The names of what a run's policy reads: the simulator's features, then the encoder's if any."""
+    return env.sim.observer.feature_names + (observer.feature_names if observer is not None else ())
+
+
 def _start_from(model: MaskablePPO, venv: VecNormalize, folder: Path, env: RetentionVecEnv, observer: EncoderObserver | None) -> None:
     """Weights and observation normaliser of the saved policy in ``folder``, after checking it reads the same
     features and chooses among the same offers with the same network shape.
@@ -188,13 +193,13 @@ def _start_from(model: MaskablePPO, venv: VecNormalize, folder: Path, env: Reten
     :raises ValueError: naming what differs.
     """
     saved = PPOPolicy.load(folder, device=str(model.device))
-    names = env.sim.observer.feature_names + (observer.feature_names if observer is not None else ())
+    names = observed_features(env, observer)
     if saved.feature_names != names:
         raise ValueError(f"{folder}: init policy reads other features than this run ({len(saved.feature_names)} vs {len(names)}: "
                          "train with the same --observation, --latent-features and --encoder)")
     if saved.action_ids != env.sim.catalog.ids:
         raise ValueError(f"{folder}: init policy chooses among offers {list(saved.action_ids)}, this run's catalog has {list(env.sim.catalog.ids)}")
-    arch = tuple(layer.out_features for layer in model.policy.mlp_extractor.policy_net if isinstance(layer, torch.nn.Linear))
+    arch = hidden_widths(model.policy)
     if saved.net_arch != arch:
         raise ValueError(f"{folder}: init policy has layers {list(saved.net_arch)}, this run {list(arch)} (set --net-arch to match)")
     model.policy.load_state_dict(saved.network.state_dict())
@@ -302,7 +307,7 @@ class _TrainingMonitor(BaseCallback):
     def current_policy(self) -> PPOPolicy:
         """The network now, with a frozen copy of the observation normaliser, as a :class:`PPOPolicy`."""
         rms = self.venv.obs_rms
-        names = self.env.sim.observer.feature_names + (self.observer.feature_names if self.observer is not None else ())
+        names = observed_features(self.env, self.observer)
         metadata = {
             "observation": self.config.observation,
             "latent_features": None if self.config.latent_features is None else list(self.config.latent_features),
@@ -373,7 +378,7 @@ def _cpu_copy(network: torch.nn.Module) -> torch.nn.Module:
     """A CPU copy of the actor-critic, so evaluation and saving never disturb training on a GPU. The copy's
     throwaway initialisation runs on a forked RNG: training draws the same numbers however often it evaluates."""
     n_features = network.observation_space.shape[0]
-    arch = tuple(layer.out_features for layer in network.mlp_extractor.policy_net if isinstance(layer, torch.nn.Linear))
+    arch = hidden_widths(network)
     with torch.random.fork_rng(devices=[]):
         copy = build_network(n_features, int(network.action_space.n), arch)
     copy.load_state_dict({k: v.detach().cpu() for k, v in network.state_dict().items()})

@@ -213,7 +213,7 @@ def run_demo(config: DemoConfig, out: str | Path, progress: bool = True) -> Demo
 def summary(comparison: Comparison, timings: dict[str, float]) -> dict:
     """The demo's verdicts as numbers: each trained policy minus the best baseline and minus no offer (paired, mean
     and 95 % CI), which trained policy beats each baseline on 30-day margin and CLV, and each step's wall time."""
-    best = comparison.best_baseline()
+    best, best_clv = comparison.best_baseline(), comparison.best_baseline("clv")
     trained = [c.name for c in comparison.contenders if c.run_dir is not None and c.observation != "latent"]
 
     def paired(name: str, other: str, metric: str) -> list[float]:
@@ -224,8 +224,8 @@ def summary(comparison: Comparison, timings: dict[str, float]) -> dict:
     return {
         "best_baseline": best,
         "versus_best_baseline": {n: {m: paired(n, best, m) for m in ("objective", "clv", "r_short")} for n in trained},
-        "best_baseline_by_clv": comparison.best_baseline("clv"),
-        "clv_versus_best_clv_baseline": {n: paired(n, comparison.best_baseline("clv"), "clv") for n in trained},
+        "best_baseline_by_clv": best_clv,
+        "clv_versus_best_clv_baseline": {n: paired(n, best_clv, "clv") for n in trained},
         "versus_no_offer": {n: {m: paired(n, "no_offer", m) for m in ("objective", "clv", "r_short")} for n in trained},
         "oracle_share": comparison.oracle_share,
         "informed_oracle_share": comparison.informed_share,
