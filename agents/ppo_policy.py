@@ -19,7 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 
-from offerpilot.atomic import safetensors_write_errors
+from offerpilot.atomic import plain_permissions, safetensors_write_errors
 
 POLICY_FORMAT = 1
 
@@ -101,6 +101,7 @@ class PPOPolicy:
         folder.mkdir(parents=True, exist_ok=True)
         with safetensors_write_errors():
             save_file({k: v.detach().cpu().contiguous() for k, v in self.network.state_dict().items()}, folder / "policy.safetensors")
+        plain_permissions(folder / "policy.safetensors")
         meta = {
             "format": POLICY_FORMAT,
             "policy_id": self.policy_id,

@@ -72,6 +72,19 @@ def simulator_config(config: TrainConfig) -> SimulatorConfig:
     )
 
 
+def check_inputs(config: TrainConfig) -> None:
+    """Refuse a run whose population, encoder or starting policy cannot be read, before anything is written.
+
+    :raises FileNotFoundError: the encoder or starting policy folder is missing.
+    :raises ValueError: the population is neither a preset nor a valid population JSON.
+    """
+    simulator_config(config)
+    for name in ("encoder", "init_policy"):
+        folder = getattr(config, name)
+        if folder is not None and not Path(folder).is_dir():
+            raise FileNotFoundError(f"{name} {folder}: no such folder")
+
+
 def encoder_observer(config: TrainConfig, run_dir: Path, progress: bool = True) -> EncoderObserver:
     """The encoder observer of a run with ``observation="encoder"`` (trains and keeps an encoder if none is given)."""
     from offerpilot.encoders.simulated import train_encoder_on_simulation
@@ -117,6 +130,7 @@ def train_ppo(config: TrainConfig, run_dir: str | Path, resume: bool = False, pr
     if not resume and (checkpoint.exists() or (run_dir / "policy").exists()):
         raise FileExistsError(f"{run_dir} already holds a training run; pass --resume to continue it, or choose another output folder")
     state = verify_checkpoint(checkpoint) if resume else {}  # before anything is written: a damaged checkpoint changes nothing
+    check_inputs(config)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -22,7 +22,7 @@ from offerpilot.envs.masks import action_mask
 from offerpilot.envs.objective import ObjectiveConfig
 from offerpilot.envs.observers import RawFeatureObserver
 from offerpilot.schema import prob_column
-from offerpilot.tables import read_decisions, read_events, write_table
+from offerpilot.tables import read_logs, write_table
 
 
 @dataclass(frozen=True)
@@ -120,8 +120,7 @@ def score_file(
 ) -> pd.DataFrame:
     """Read and validate the customers' events (and past decisions), score them, write ``out`` atomically
     (Parquet or CSV by its suffix) and return the table."""
-    events = read_events(customers, bundle.catalog)
-    past = read_decisions(decisions, bundle.catalog) if decisions is not None else None
+    events, past = read_logs(customers, decisions, bundle.catalog)
     table = score_customers(bundle, events, past, config)
     write_table(table, out)
     return table

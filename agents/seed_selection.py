@@ -77,7 +77,7 @@ def train_seeds(config: TrainConfig, run_dir: str | Path, k: int, selection_cust
     encoder features without ``config.encoder`` share one encoder, trained once into ``run_dir/encoder``.
     """
     from offerpilot.agents.comparison import arena_for, load_run
-    from offerpilot.agents.ppo_training import encoder_observer, train_ppo
+    from offerpilot.agents.ppo_training import check_inputs, encoder_observer, train_ppo
 
     run_dir = Path(run_dir)
     seeds = seed_list(config.seed, k)
@@ -85,6 +85,7 @@ def train_seeds(config: TrainConfig, run_dir: str | Path, k: int, selection_cust
         raise FileNotFoundError(f"{run_dir}: no multi-seed run to resume (expected {run_dir / SEEDS_FILE})")
     if not resume and ((run_dir / SEEDS_FILE).is_file() or (run_dir / "config.json").is_file()):
         raise FileExistsError(f"{run_dir} already holds a training run; pass --resume to continue it, or choose another output folder")
+    check_inputs(config)
     if not resume:
         run_dir.mkdir(parents=True, exist_ok=True)
         config.save(run_dir / "config.json")

@@ -7,9 +7,10 @@ run, so a run can be repeated (and resumed) from its folder alone.
 from __future__ import annotations
 
 import json
+import types
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -104,6 +105,9 @@ class TrainConfig:
     """Write a resumable checkpoint every this many timesteps (and at the end)."""
 
     def __post_init__(self) -> None:
+        wrong = _type_problems(self)
+        if wrong:  # the range checks below compare values, which needs the right types
+            raise ValueError("; ".join(wrong))
         problems = []
         if self.observation not in OBSERVATIONS:
             problems.append(f"observation must be one of {OBSERVATIONS}, got {self.observation!r}")
@@ -118,9 +122,14 @@ class TrainConfig:
         for name in ("total_timesteps", "n_envs", "n_steps", "batch_size", "n_epochs", "eval_customers", "threads"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("eval_every", "checkpoint_every"):
+        for name in ("eval_every", "checkpoint_every", "seed", "learning_rate", "ent_coef", "vf_coef", "budget_learning_rate"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("clip_range", "max_grad_norm"):
+            if not getattr(self, name) > 0:
+                problems.append(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.batch_size == 1:
+            problems.append("batch_size must be >= 2 (advantages are normalised per minibatch)")
         if self.customer_copies < 1 or self.n_envs % self.customer_copies:
             problems.append(f"customer_copies must be >= 1 and divide n_envs ({self.n_envs}), got {self.customer_copies}")
         if self.init_policy is not None and self.initial_none_probability is not None:
@@ -180,3 +189,39 @@ class TrainConfig:
     def save(self, path: str | Path) -> None:
         write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
+
+
+def _type_problems(config: TrainConfig) -> list[str]:
+    """A line for every option whose value is not of its declared type (YAML and JSON lists count as tuples)."""
+    hints = get_type_hints(TrainConfig)
+    return [
+        f"{f.name} must be {_type_name(hints[f.name])}, got {type(value).__name__} {value!r}"
+        for f in fields(config)
+        if not _fits(value := getattr(config, f.name), hints[f.name])
+    ]
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    origin = get_origin(hint)
+    if origin in (Union, types.UnionType):
+        return any(_fits(value, h) for h in get_args(hint))
+    if origin is tuple:  # tuple[X, ...]
+        return isinstance(value, (tuple, list)) and all(_fits(v, get_args(hint)[0]) for v in value)
+    if hint is type(None):
+        return value is None
+    if isinstance(value, bool):  # bool is an int to Python, never a count or a rate here
+        return False
+    if hint is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, hint)
+
+
+def _type_name(hint: Any) -> str:
+    origin = get_origin(hint)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(h) for h in get_args(hint))
+    if origin is tuple:
+        return "a list of " + {int: "integers", str: "names"}[get_args(hint)[0]]
+    if hint is type(None):
+        return "null"
+    return {int: "an integer", float: "a number", str: "text"}.get(hint, getattr(hint, "__name__", str(hint)))

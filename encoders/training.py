@@ -45,7 +45,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 from transformers.utils import logging as hf_logging
 
-from offerpilot.atomic import atomic_directory, safetensors_write_errors, write_text_atomic
+from offerpilot.atomic import atomic_directory, plain_permissions, safetensors_write_errors, write_text_atomic
 from offerpilot.catalog import default_catalog
 from offerpilot.encoders.configuration import BACKBONES, CustomerEncoderConfig
 from offerpilot.encoders.inputs import history_inputs
@@ -559,6 +559,7 @@ def _save_atomic(model: CustomerEncoderModel, tokenizer: EventTokenizer, model_d
     _check_model_target(model_dir)
     with atomic_directory(model_dir) as tmp, _no_hub_progress_bars(), safetensors_write_errors():
         model.save_pretrained(tmp)
+        plain_permissions(tmp / "model.safetensors")
         tokenizer.save_pretrained(tmp)
 
 

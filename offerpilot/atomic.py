@@ -112,6 +112,13 @@ def safetensors_write_errors() -> Iterator[None]:
         raise OSError(int(code[1]), os.strerror(int(code[1]))) from e
 
 
+def plain_permissions(path: str | Path) -> None:
+    """Give ``path`` the permissions of a file made by ``open()`` (0666 less the umask), as safetensors writes 0600."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def restore_interrupted(path: str | Path) -> None:
     """Put the previous folder back at ``path`` when :func:`atomic_directory` was killed after moving it aside
     and before moving the new one in (``path`` is then missing and ``.NAME.TAG.old`` beside it is complete)."""

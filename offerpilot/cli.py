@@ -7,13 +7,17 @@ import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from offerpilot.agents.baselines import COMPARED_BASELINES
 from offerpilot.agents.seeds import HELD_OUT_SEED, TUNING_SEEDS
 from offerpilot.agents.train_config import LEARNING_RATE_SCHEDULES, OBSERVATIONS, TrainConfig
-from offerpilot.atomic import write_text_atomic
+from offerpilot.atomic import atomic_directory, write_text_atomic
 from offerpilot.envs.observers import LATENT_FEATURES, LOG_INFORMED_FEATURES, STABLE_TRAITS
 from offerpilot.errors import DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 EPILOG = "Run 'offerpilot COMMAND --help' for the options of a command."
 
@@ -74,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--history-days", type=int, default=365, help="longest customer tenure before decisions (default: %(default)s)")
     sim.add_argument("--horizon-days", type=int, default=365, help="days of the decision period (default: %(default)s)")
     sim.add_argument("--interval-days", type=int, default=7, help="days between decisions (default: %(default)s)")
-    sim.add_argument("--start", default="2025-01-01", help="date of the first decision (default: %(default)s)")
+    sim.add_argument("--start", type=_timestamp, default="2025-01-01", help="date of the first decision (default: %(default)s)")
     sim.add_argument("--format", choices=("parquet", "csv"), default="parquet", help="file format (default: %(default)s)")
     sim.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     sim.set_defaults(run=_simulate)
@@ -96,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "epsilon_greedy), an exported bundle ('offerpilot export'), a trained run or policy folder ('offerpilot train'), "
                      "or a table with user_id, ts and prob_<offer_id> for every decision")
     ope.add_argument("--catalog", type=Path, default=None, help="offer catalog YAML (default: the built-in catalog)")
-    ope.add_argument("--period-start", default=None, help="day 0 of the decision period (default: the first decision's day)")
+    ope.add_argument("--period-start", type=_timestamp, default=None, help="day 0 of the decision period (default: the first decision's day)")
     ope.add_argument("--lam", type=float, default=0.5, help="short-term / lifetime trade-off of the objective (default: %(default)s)")
     ope.add_argument("--interval-days", type=int, default=7, help="days of margin credited to a decision (default: %(default)s)")
     ope.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates per interval (default: %(default)s)")
@@ -116,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
                                "--as-of) and CLV (spend in that window, zero-inflated lognormal) fine-tuning, with a "
                                "validation split, early stopping, tensorboard logs and progress bars.")
     train.add_argument("--events", type=Path, required=True, help="events file in the data contract")
-    train.add_argument("--as-of", default=None, help="cutoff: history before it, labels after it "
+    train.add_argument("--as-of", type=_timestamp, default=None, help="cutoff: history before it, labels after it "
                        "(default: --window-days before the last event)")
     train.add_argument("--window-days", type=int, default=90, help="label window after the cutoff (default: %(default)s)")
     train.add_argument("--backbone", choices=("events", "text"), default="events",
@@ -135,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
                                description="Write user_id, churn_probability, expected_clv and emb_* per customer.")
     embed.add_argument("--model", type=Path, required=True, help="the model folder written by 'encoder train' (RUN/model)")
     embed.add_argument("--events", type=Path, required=True, help="events file in the data contract")
-    embed.add_argument("--as-of", default=None, help="embed the history before this time (default: after the last event)")
+    embed.add_argument("--as-of", type=_timestamp, default=None, help="embed the history before this time (default: after the last event)")
     embed.add_argument("--out", type=Path, required=True, help="Parquet (or CSV) file to write")
     embed.set_defaults(run=_encoder_embed)
 
@@ -228,9 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     src = cal.add_mutually_exclusive_group(required=True)
     src.add_argument("--events", type=Path, help="events file in the data contract (purchases are used)")
     src.add_argument("--cdnow", action="store_true", help="use the real CDNOW log shipped with the Lifetimes package")
-    cal.add_argument("--calibration-end", default=None, help="last day of the calibration period (default: the last purchase; "
+    cal.add_argument("--calibration-end", type=_timestamp, default=None, help="last day of the calibration period (default: the last purchase; "
                      "CDNOW: 1997-09-30)")
-    cal.add_argument("--holdout-end", default=None, help="also simulate the cohort to this day and compare with the real holdout")
+    cal.add_argument("--holdout-end", type=_timestamp, default=None, help="also simulate the cohort to this day and compare with the real holdout")
     cal.add_argument("--out", type=Path, required=True, help="population JSON to write")
     cal.set_defaults(run=_calibrate)
 
@@ -262,8 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--decisions", type=Path, default=None, help="past decisions file: the messages the contact caps count "
                        "(default: none were sent)")
     score.add_argument("--out", type=Path, required=True, help="decisions file to write (.parquet or .csv)")
-    score.add_argument("--as-of", default=None, help="decision time; history strictly before it counts (default: 1 s after the latest event)")
-    score.add_argument("--period-start", default=None, help="day 0 of the decision period the policy plans over (default: the day of --as-of)")
+    score.add_argument("--as-of", type=_timestamp, default=None, help="decision time; history strictly before it counts (default: 1 s after the latest event)")
+    score.add_argument("--period-start", type=_timestamp, default=None, help="day 0 of the decision period the policy plans over (default: the day of --as-of)")
     score.add_argument("--policy-id", default=None, help="policy_id to log (default: the bundle's id and the exploration setting)")
     score.add_argument("--threads", type=int, default=0, help="onnxruntime threads (default: one per core)")
     _add_exploration_args(score)
@@ -283,6 +287,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_exploration_args(serve)
     serve.set_defaults(run=_serve)
     return parser
+
+
+def _timestamp(text: str) -> pd.Timestamp:
+    """The type of every date flag: ISO 8601 text as a pandas Timestamp, tz-naive UTC like the logs."""
+    import pandas as pd
+
+    try:
+        ts = pd.Timestamp(text)
+    except (ValueError, TypeError):
+        ts = pd.NaT
+    if ts is pd.NaT:
+        raise argparse.ArgumentTypeError(f"cannot read {text!r} as a date; expected ISO 8601 such as 2025-01-31 or 2025-01-31T09:30:00")
+    return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo is not None else ts
 
 
 def _add_exploration_args(parser: argparse.ArgumentParser) -> None:
@@ -343,7 +360,7 @@ def _simulate(args: argparse.Namespace) -> int:
         "customers": args.customers,
         "policy": args.policy,
         "epsilon": args.epsilon if args.policy == "epsilon-greedy" else None,
-        "start": args.start,
+        "start": args.start.isoformat(),
         "population": asdict(config.population),
         "objective": asdict(config.objective),
         "decision_interval_days": config.decision_interval_days,
@@ -374,8 +391,6 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _ope(args: argparse.Namespace) -> int:
-    import pandas as pd
-
     from offerpilot.agents.baselines import BASELINES, make_baseline
     from offerpilot.agents.logged_decisions import logged_decisions
     from offerpilot.agents.off_policy import OPEConfig, evaluate_off_policy
@@ -383,24 +398,26 @@ def _ope(args: argparse.Namespace) -> int:
     from offerpilot.agents.target_policy import policy_probs, table_probs, trained_policy_probs
     from offerpilot.catalog import load_catalog
     from offerpilot.envs.objective import ObjectiveConfig
-    from offerpilot.tables import read_decisions, read_events
+    from offerpilot.tables import read_logs
 
+    # The flags first: a bad one is refused before the logs are read.
+    objective = ObjectiveConfig(lam=args.lam)
+    config = OPEConfig(n_bootstrap=args.bootstrap, sequential=not args.no_sequential, seed=args.seed)
+    if args.policy not in BASELINES and not Path(args.policy).exists():
+        raise ValueError(f"--policy {args.policy!r} is neither a baseline ({', '.join(BASELINES)}), a table file, nor a bundle, policy or run folder")
+    if args.out is not None:
+        _check_own_folder(args.out, OPE_OUTPUTS, "--out")
     events_path, decisions_path = _log_paths(args)
     catalog = load_catalog(args.catalog)
-    events = read_events(events_path, catalog)
-    decisions = read_decisions(decisions_path, catalog, users=set(events["user_id"]))
-    start = pd.Timestamp(args.period_start) if args.period_start else decisions["ts"].min().normalize()
-    objective = ObjectiveConfig(lam=args.lam)
+    events, decisions = read_logs(events_path, decisions_path, catalog)
+    start = args.period_start if args.period_start is not None else decisions["ts"].min().normalize()
     data = logged_decisions(events, decisions, catalog, start, objective, interval_days=args.interval_days)
     if args.policy in BASELINES:
         target = policy_probs(make_baseline(args.policy, catalog), data)
     elif Path(args.policy).is_file():
         target = table_probs(args.policy, data, catalog)
-    elif Path(args.policy).is_dir():
-        target = trained_policy_probs(args.policy, data, events, catalog)
     else:
-        raise ValueError(f"--policy {args.policy!r} is neither a baseline ({', '.join(BASELINES)}), a table file, nor a bundle, policy or run folder")
-    config = OPEConfig(n_bootstrap=args.bootstrap, sequential=not args.no_sequential, seed=args.seed)
+        target = trained_policy_probs(args.policy, data, events, catalog)
     report = evaluate_off_policy(data, target, config)
     print(f"off-policy evaluation of {args.policy} on {report.n_decisions:,} decisions of {report.n_customers:,} customers "
           f"(lam = {args.lam}, {1 - config.alpha:.0%} bootstrap intervals, {config.n_bootstrap} replicates, seed {args.seed})")
@@ -417,11 +434,25 @@ def _ope(args: argparse.Namespace) -> int:
         print(f"note: {data.n_unattributed_purchases:,} purchases fell outside every decision window and earn no decision credit")
     for w in report.warnings:
         print(f"warning: {w}")
-    if args.out:
-        write_text_atomic(args.out / "ope.json", json.dumps({"policy": args.policy, "lam": args.lam, **report.to_dict()}, indent=2))
-        plot_ope(report, args.out / "ope.png", f"off-policy evaluation of {args.policy}")
+    if args.out is not None:
+        with atomic_directory(args.out) as folder:  # both files or neither: the folder moves as one
+            (folder / "ope.json").write_text(json.dumps({"policy": args.policy, "lam": args.lam, **report.to_dict()}, indent=2))
+            plot_ope(report, folder / "ope.png", f"off-policy evaluation of {args.policy}")
         print(f"wrote {args.out / 'ope.json'} and {args.out / 'ope.png'}")
     return 0
+
+
+OPE_OUTPUTS = ("ope.json", "ope.png")
+
+
+def _check_own_folder(folder: Path, outputs: tuple[str, ...], flag: str) -> None:
+    """Refuse an output folder that holds more than ``outputs``: it is replaced as a whole, which would lose the rest."""
+    if folder.exists() and not folder.is_dir():
+        raise FileExistsError(f"{flag} {folder} is a file; give a folder for {' and '.join(outputs)}")
+    others = sorted(p.name for p in folder.iterdir() if p.name not in outputs) if folder.is_dir() else []
+    if others:
+        raise FileExistsError(f"{flag} {folder} holds other files ({', '.join(others[:5])}{', ...' if len(others) > 5 else ''}); "
+                              f"it is replaced as a whole, so give a folder of its own for {' and '.join(outputs)}")
 
 
 def _log_paths(args: argparse.Namespace) -> tuple[Path, Path]:
@@ -448,7 +479,7 @@ def _encoder_train(args: argparse.Namespace) -> int:
     from offerpilot.tables import read_events
 
     events = read_events(args.events)
-    as_of = pd.Timestamp(args.as_of) if args.as_of else (events["ts"].max() - pd.Timedelta(days=args.window_days)).normalize()
+    as_of = args.as_of if args.as_of is not None else (events["ts"].max() - pd.Timedelta(days=args.window_days)).normalize()
     users = pd.unique(events.loc[events["ts"] < as_of, "user_id"])
     if len(users) < 50:
         raise ValueError(f"only {len(users)} customers have history before {as_of.date()}: too few to train on")
@@ -477,7 +508,7 @@ def _encoder_embed(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"{args.model}: no model.safetensors; pass the model folder that 'encoder train' wrote (RUN/model)")
     model, tokenizer = load_encoder(args.model)
     events = read_events(args.events)
-    as_of = pd.Timestamp(args.as_of) if args.as_of else events["ts"].max() + pd.Timedelta(seconds=1)
+    as_of = args.as_of if args.as_of is not None else events["ts"].max() + pd.Timedelta(seconds=1)
     frame = embed_customers(model, tokenizer, events, as_of)
     write_table(frame, args.out)
     print(f"wrote {len(frame):,} customers' embeddings ({model.config.embedding_dim} dimensions) to {args.out}")
@@ -490,7 +521,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     from offerpilot.tables import read_events
 
     if args.cdnow:
-        events, end = load_cdnow(), args.calibration_end or "1997-09-30"
+        events, end = load_cdnow(), "1997-09-30" if args.calibration_end is None else args.calibration_end
     else:
         events, end = read_events(args.events), args.calibration_end
     result = calibrate(events, calibration_end=end)

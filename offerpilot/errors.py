@@ -32,8 +32,11 @@ class DataError(ValueError):
 
     def __init__(self, problems: list[Problem], max_shown: int = 20) -> None:
         self.problems = list(problems)
+        if len(self.problems) == 1:  # one line: file, row, field and what is wrong
+            super().__init__(str(self.problems[0]))
+            return
         shown = "\n".join(f"  - {p}" for p in self.problems[:max_shown])
         more = len(self.problems) - max_shown
         if more > 0:
             shown += f"\n  ... and {more} more"
-        super().__init__(f"{len(self.problems)} problem(s) in input:\n{shown}")
+        super().__init__(f"{len(self.problems)} problems in input:\n{shown}")

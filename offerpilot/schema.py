@@ -93,7 +93,7 @@ def is_blank(values: pd.Series) -> np.ndarray:
     Returns shape (n,), bool.
     """
     blank = values.isna().to_numpy(dtype=bool)
-    if _holds_text(values.dtype):
+    if holds_text(values.dtype):
         blank = blank | (values == "").to_numpy(dtype=bool, na_value=False)
     return blank
 
@@ -125,14 +125,14 @@ def cast_column(values: pd.Series, kind: ColumnKind) -> pd.Series:
             out = values.dt.tz_convert("UTC").dt.tz_localize(None)
         elif types.is_datetime64_dtype(dtype):
             out = values
-        elif _holds_text(dtype):
+        elif holds_text(dtype):
             out = pd.to_datetime(values.where(~blank), format="ISO8601", errors="coerce", utc=True).dt.tz_localize(None)
         else:
             out = nothing
     else:
         if types.is_numeric_dtype(dtype) and not types.is_bool_dtype(dtype):
             out = pd.Series(values.to_numpy(dtype="float64", na_value=np.nan), index=values.index)
-        elif _holds_text(dtype):
+        elif holds_text(dtype):
             skip = blank
             if dtype == object:  # to_numeric would read True as 1.0
                 skip = skip | values.map(lambda v: isinstance(v, (bool, np.bool_))).to_numpy(dtype=bool)
@@ -142,5 +142,6 @@ def cast_column(values: pd.Series, kind: ColumnKind) -> pd.Series:
     return out.astype(DTYPES[kind]).where(~blank)
 
 
-def _holds_text(dtype: Any) -> bool:
+def holds_text(dtype: Any) -> bool:
+    """Whether a column of ``dtype`` can hold text (object or a string dtype)."""
     return dtype == object or pd.api.types.is_string_dtype(dtype)

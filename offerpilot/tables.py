@@ -15,7 +15,7 @@ import pandas as pd
 from offerpilot.atomic import atomic_path
 from offerpilot.catalog import OfferCatalog
 from offerpilot.errors import DataError, Problem
-from offerpilot.schema import DECISIONS_REQUIRED, EVENTS_REQUIRED, cast_column, column_kind, is_blank
+from offerpilot.schema import DECISIONS_REQUIRED, EVENTS_REQUIRED, cast_column, column_kind, holds_text, is_blank
 from offerpilot.validation import validate_decisions, validate_events
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -35,12 +35,18 @@ def read_table(path: str | Path) -> pd.DataFrame:
     """
     path = Path(path)
     fmt = _format(path)
+    if path.is_dir():
+        raise DataError([Problem(str(path), None, None, "is a folder, not a file; give the table file itself (for example FOLDER/events.parquet)")])
     try:
         df = pd.read_parquet(path, engine="pyarrow") if fmt == "parquet" else _read_csv(path)
+    except DataError:
+        raise
     except FileNotFoundError:
         raise DataError([Problem(str(path), None, None, "file not found")]) from None
     except (OSError, ValueError) as e:  # pandas' and pyarrow's parse errors are ValueErrors
         raise DataError([Problem(str(path), None, None, f"cannot read as {fmt}: {e}")]) from None
+    if fmt == "parquet":
+        _refuse_numbers_as_text(df, str(path))
     for name in df.columns:
         kind = column_kind(name)
         if kind is not None and not isinstance(df[name], pd.DataFrame):
@@ -83,6 +89,31 @@ def read_decisions(
     return _by_user_and_time(df)
 
 
+def read_logs(
+    events: str | Path, decisions: str | Path | None, catalog: OfferCatalog | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Read and validate an events table and the decisions logged for its customers (``None``: no decisions file).
+
+    The way every command reads a log: both files' problems are reported together, and a decision for a user with
+    no events is one of them.
+    """
+    problems: list[Problem] = []
+    events_table = decisions_table = None
+    try:
+        events_table = read_events(events, catalog)
+    except DataError as e:
+        problems += e.problems
+    if decisions is not None:
+        users = None if events_table is None else set(events_table["user_id"])
+        try:
+            decisions_table = read_decisions(decisions, catalog, users)
+        except DataError as e:
+            problems += e.problems
+    if problems:
+        raise DataError(problems)
+    return events_table, decisions_table
+
+
 def write_events(df: pd.DataFrame, path: str | Path) -> None:
     """Write an events table, refusing one without the required columns."""
     _require(df, EVENTS_REQUIRED, path)
@@ -108,6 +139,11 @@ def _format(path: Path) -> str:
 
 def _read_csv(path: Path) -> pd.DataFrame:
     header = pd.read_csv(path, nrows=0).columns
+    for sep in (";", "\t", "|"):
+        if len(header) == 1 and sep in str(header[0]):
+            message = (f"the header is the single column {str(header[0])!r}: the fields look separated by {sep!r}, and "
+                       "offerpilot reads comma-separated CSV; write the file with ',' between fields")
+            raise DataError([Problem(str(path), None, None, message)])
     text = [c for c in header if column_kind(c) == "string"]
     return pd.read_csv(
         path,
@@ -115,6 +151,23 @@ def _read_csv(path: Path) -> pd.DataFrame:
         keep_default_na=False,
         na_values={c: [""] if c in text else list(_NUMBER_NA) for c in header},
     )
+
+
+def _refuse_numbers_as_text(df: pd.DataFrame, source: str) -> None:
+    """A Parquet number column stored as text is a bug upstream ('1.234' is 1234 in a German export): refuse it
+    instead of guessing, naming the column and its first value. CSV has no types, so there text is read as numbers."""
+    problems = []
+    for name in df.columns:
+        values = df[name]
+        if column_kind(name) != "float" or isinstance(values, pd.DataFrame) or not holds_text(values.dtype):
+            continue
+        text = values[values.map(lambda v: isinstance(v, str) and v != "").to_numpy(dtype=bool)]
+        if len(text):
+            message = (f"stored as text (first value {text.iloc[0]!r}); a Parquet file holds numbers as numbers: cast the "
+                       "column to float64 before writing it")
+            problems.append(Problem(source, None, str(name), message))
+    if problems:
+        raise DataError(problems)
 
 
 def _require(df: pd.DataFrame, required: tuple[str, ...], path: str | Path) -> None:

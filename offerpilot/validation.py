@@ -32,18 +32,26 @@ from offerpilot.schema import (
 MAX_ROWS_PER_CHECK = 1000
 """Rows listed per check; the rest are counted in one summary problem so a broken export stays readable."""
 
+FUTURE_SLACK = pd.Timedelta(days=1)
+"""How far past the clock a timestamp may run (time zones written as UTC, clocks that disagree); anything later is
+refused, since a log cannot hold what has not happened and a future event would move every default decision time."""
+
 PROB_TOL = 1e-6
 """Tolerance on the action distribution: rows sum to 1, and the chosen offer's probability equals ``propensity``."""
 
 
-def validate_events(df: pd.DataFrame, source: str, catalog: OfferCatalog | None = None) -> list[Problem]:
+def validate_events(
+    df: pd.DataFrame, source: str, catalog: OfferCatalog | None = None, now: pd.Timestamp | None = None
+) -> list[Problem]:
     """Every problem in an events table (``source`` names it in the problems); empty when it meets the contract.
 
-    Offer ids are checked against ``catalog`` (the default catalog when ``None``).
+    Offer ids are checked against ``catalog`` (the default catalog when ``None``); timestamps against ``now`` (UTC;
+    ``None``: the clock) plus :data:`FUTURE_SLACK`.
     """
     catalog = default_catalog() if catalog is None else catalog
     problems, canon = _check_columns(df, source, EVENTS_COLUMNS)
     report = _Reporter(source, problems)
+    _check_time(report, df, canon, now)
 
     if "event" in canon:
         event = canon["event"]
@@ -72,18 +80,24 @@ def validate_events(df: pd.DataFrame, source: str, catalog: OfferCatalog | None 
 
 
 def validate_decisions(
-    df: pd.DataFrame, source: str, catalog: OfferCatalog | None = None, users: Collection[str] | None = None
+    df: pd.DataFrame,
+    source: str,
+    catalog: OfferCatalog | None = None,
+    users: Collection[str] | None = None,
+    now: pd.Timestamp | None = None,
 ) -> list[Problem]:
     """Every problem in a decisions table; empty when it meets the contract.
 
     Offer ids and ``prob_`` columns are checked against ``catalog`` (the default catalog when ``None``);
-    when ``users`` (the user ids seen in the events) is given, a decision for anyone else is a problem.
+    when ``users`` (the user ids seen in the events) is given, a decision for anyone else is a problem; timestamps
+    are checked as in :func:`validate_events`.
     """
     catalog = default_catalog() if catalog is None else catalog
     prob_names = [c for c in df.columns if isinstance(c, str) and c.startswith(PROB_PREFIX)]
     specs = DECISIONS_COLUMNS + tuple(prob_spec(c) for c in prob_names)
     problems, canon = _check_columns(df, source, specs)
     report = _Reporter(source, problems)
+    _check_time(report, df, canon, now)
 
     if "offer_id" in canon:
         _check_offer_ids(report, canon["offer_id"], catalog)
@@ -142,6 +156,7 @@ def validate_paths(paths: Iterable[str | Path], catalog: OfferCatalog | None = N
         users = set()
         for df in events.values():
             users.update(cast_column(df["user_id"], "string").dropna())
+        users = users or None  # events without rows are their own problem, not every decision's
     for key, df in events.items():
         results[key] = validate_events(df, key, catalog)
     for key, df in decisions.items():
@@ -167,8 +182,8 @@ class _Reporter:
             summary = f"{more} more rows with the same problem as row {rows[0] + 1} (first {MAX_ROWS_PER_CHECK} listed)"
             self.problems.append(Problem(self.source, None, field, summary))
 
-    def column(self, field: str, message: str) -> None:
-        """Report a problem with a whole column."""
+    def column(self, field: str | None, message: str) -> None:
+        """Report a problem with a whole column (``None``: with the whole table)."""
         self.problems.append(Problem(self.source, None, field, message))
 
 
@@ -275,6 +290,22 @@ def _check_distribution(
             valid & (np.abs(chosen - propensity) > PROB_TOL),
             lambda i: f"propensity {_show(propensity[i])} disagrees with {present[int(j[i])]} = {_show(chosen[i])}, "
             "the chosen offer's probability",
+        )
+
+
+def _check_time(report: _Reporter, df: pd.DataFrame, canon: dict[str, pd.Series], now: pd.Timestamp | None) -> None:
+    """The table's rows in time: there is at least one, and none is later than ``now`` (the clock when ``None``)
+    plus :data:`FUTURE_SLACK`."""
+    if not len(df):
+        report.column(None, "the table has no rows; a log needs at least one")
+    if "ts" in canon:
+        latest = (pd.Timestamp.now(tz="UTC").tz_localize(None) if now is None else pd.Timestamp(now)) + FUTURE_SLACK
+        ts = canon["ts"]
+        report(
+            "ts",
+            (ts > latest).to_numpy(dtype=bool, na_value=False),
+            lambda i: f"ts {ts.iat[i]} is in the future (after {latest:%Y-%m-%d %H:%M} UTC, today plus a day of slack); "
+            "check the export's clock and time zone",
         )
 
 

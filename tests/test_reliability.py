@@ -86,6 +86,23 @@ def test_a_full_disk_during_export_keeps_the_previous_bundle_and_leaves_no_tempo
     assert snapshot(tmp_path) == before  # the old bundle, byte for byte, and no .bundle.*.tmp or .old beside it
 
 
+def test_a_full_disk_during_ope_keeps_the_previous_results_as_a_pair(tmp_path: Path) -> None:
+    """ope.json and ope.png move as one folder: a failed write leaves the previous pair, a good one replaces both."""
+    logs, out = tmp_path / "logs", tmp_path / "ope"
+    assert main(["simulate", "--out", str(logs), "--customers", "40", "--horizon-days", "56", "--policy", "uniform", "--seed", "2"]) == 0
+    args = ["ope", "--logs", str(logs), "--bootstrap", "10", "--no-sequential", "--out", str(out)]
+    assert main([*args, "--policy", "no_offer"]) == 0
+    before = snapshot(out)
+    assert sorted(before) == ["ope.json", "ope.png"]
+    failed = offerpilot_on_a_full_disk([*args, "--policy", "uniform"], max_file_bytes=1024)
+    assert failed.returncode == 2
+    assert one_error_line(failed.stderr) == f"error: could not write {out}: File too large; it was left as it was"
+    assert snapshot(out) == before and sorted(p.name for p in tmp_path.iterdir()) == ["logs", "ope"]
+    assert main([*args, "--policy", "uniform"]) == 0
+    after = snapshot(out)
+    assert sorted(after) == ["ope.json", "ope.png"] and all(after[name] != before[name] for name in after)
+
+
 @pytest.mark.parametrize("failing_file", ["policy.safetensors", "optimizer.pt"])
 def test_a_full_disk_at_a_checkpoint_keeps_the_previous_one_and_resume_then_completes(run: Path, failing_file: str) -> None:
     before = snapshot(run / "checkpoint")

@@ -233,10 +233,10 @@ _MONEY = st.floats(min_value=0, max_value=1e12, allow_nan=False, allow_infinity=
 
 @st.composite
 def events_tables(draw: st.DrawFn) -> pd.DataFrame:
-    """A valid events table: distinct timestamps in file order, so no duplicates and no user goes back in time."""
-    n = draw(st.integers(min_value=0, max_value=25))
+    """A valid events table: at least one row, distinct past timestamps in file order, so no duplicates and no user goes back in time."""
+    n = draw(st.integers(min_value=1, max_value=25))
     users = draw(st.lists(_USER_IDS, min_size=1, max_size=5, unique=True))
-    moments = st.datetimes(min_value=dt.datetime(1990, 1, 1), max_value=dt.datetime(2040, 1, 1))
+    moments = st.datetimes(min_value=dt.datetime(1990, 1, 1), max_value=dt.datetime(2025, 12, 31))
     times = sorted(draw(st.lists(moments, min_size=n, max_size=n, unique=True)))
     offers = st.one_of(st.none(), st.sampled_from(default_catalog().ids))
     rows = []
