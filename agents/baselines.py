@@ -4,22 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from offerpilot.agents.uplift_model import RewardModel, RewardModelPolicy, collect_randomised_logs
 from offerpilot.catalog import OFFER_KINDS, OfferCatalog
 from offerpilot.envs.observers import RawFeatureObserver
-
-if TYPE_CHECKING:
-    from offerpilot.agents.reward_model import Observe, RewardModelPolicy
-    from offerpilot.envs.simulator import PopulationSimulator
-
-
-def _uniform_over(mask: np.ndarray) -> np.ndarray:
-    m = mask.astype(np.float64)
-    return m / m.sum(axis=1, keepdims=True)
-
+from offerpilot.envs.policy import UniformRandomPolicy, uniform_over
+from offerpilot.envs.simulator import PopulationSimulator
 
 @dataclass(frozen=True)
 class NoOfferPolicy:
@@ -31,16 +24,6 @@ class NoOfferPolicy:
         probs = np.zeros(mask.shape, np.float64)
         probs[:, 0] = 1.0
         return probs
-
-
-@dataclass(frozen=True)
-class UniformRandomPolicy:
-    """Each legal action with equal probability: the ideal logging policy for off-policy evaluation."""
-
-    policy_id: str = "uniform"
-
-    def action_probs(self, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        return _uniform_over(mask)
 
 
 @dataclass(frozen=True)
@@ -84,7 +67,7 @@ class EpsilonGreedyPolicy:
             raise ValueError(f"epsilon must be in (0, 1], got {self.epsilon}")
 
     def action_probs(self, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        return (1.0 - self.epsilon) * self.base.action_probs(obs, mask) + self.epsilon * _uniform_over(mask)
+        return (1.0 - self.epsilon) * self.base.action_probs(obs, mask) + self.epsilon * uniform_over(mask)
 
 
 def _column(feature_names: Sequence[str], name: str, policy: str) -> int:
@@ -219,22 +202,19 @@ def fit_reward_model_policy(
     sim: PopulationSimulator,
     n_customers: int,
     seed: int,
-    observe: Observe | None = None,
 ) -> RewardModelPolicy:
     """Fit the ``uplift`` or ``myopic`` baseline on ``n_customers`` randomised customers (seeded by ``seed``).
 
     Both pick the legal action with the highest predicted margin (a T-learner on uniform-random logs): ``uplift``
     over about 30 days (``ceil(30 / decision_interval_days)`` steps), so an offer goes out only where its
     predicted uplift over sending nothing, net of its discount and send cost, is positive; ``myopic`` over the
-    next decision window alone. ``observe`` replaces ``sim.observe`` (e.g. to add encoder features).
+    next decision window alone.
     """
-    from offerpilot.agents.reward_model import RewardModel, RewardModelPolicy, collect_randomised_logs
-
     if name not in FITTED_BASELINES:
         raise ValueError(f"unknown fitted baseline {name!r}; choose one of {list(FITTED_BASELINES)}")
     days = REWARD_MODEL_HORIZON_DAYS[name]
     interval = sim.config.decision_interval_days
     horizon_steps = 1 if days is None else -(-days // interval)
-    logs = collect_randomised_logs(sim, n_customers, seed, horizon_steps, observe=observe)
+    logs = collect_randomised_logs(sim, n_customers, seed, horizon_steps)
     model = RewardModel.fit(logs.obs, logs.actions, logs.outcomes, sim.catalog.n_actions, seed)
     return RewardModelPolicy(model, policy_id=name)

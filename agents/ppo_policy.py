@@ -1,4 +1,4 @@
-"""A trained PPO actor as a :class:`~offerpilot.agents.policy.Policy`, saved without pickle.
+"""A trained PPO actor as a :class:`~offerpilot.envs.policy.Policy`, saved without pickle.
 
 A policy folder holds ``policy.safetensors`` (the MaskablePPO actor-critic's weights) and ``policy.json``
 (network shape, observation normaliser, feature names, action ids and how it was trained), so it loads

@@ -34,13 +34,14 @@ from stable_baselines3.common.vec_env import VecNormalize
 from tqdm.auto import tqdm
 
 from offerpilot.agents.discount_budget import DiscountBudget
-from offerpilot.agents.evaluation import PolicyEvaluation, evaluate_policy
+from offerpilot.envs.policy_evaluation import PolicyEvaluation, evaluate_policy
 from offerpilot.agents.paired_advantage import leave_one_out
 from offerpilot.agents.ppo_policy import ObservationNormalizer, PPOPolicy, build_network, hidden_widths
-from offerpilot.agents.seeds import VALIDATION_SEED_OFFSET
+from offerpilot.seeds import VALIDATION_SEED_OFFSET
 from offerpilot.agents.train_config import TrainConfig
+from offerpilot.agents.trained_run import POLICY_FOLDERS
 from offerpilot.atomic import WriteError, atomic_directory, json_digest, restore_interrupted, sha256_file, write_text_atomic
-from offerpilot.encoders.observer import EncoderObserver
+from offerpilot.encoders.encoder_observer import EncoderObserver
 from offerpilot.envs.objective import ObjectiveConfig
 from offerpilot.envs.observers import latent_observer_name
 from offerpilot.envs.presets import load_population
@@ -105,12 +106,12 @@ class TrainResult:
 
     @property
     def policy_dir(self) -> Path:
-        return self.run_dir / "policy"
+        return self.run_dir / POLICY_FOLDERS["final"]
 
     @property
     def best_policy_dir(self) -> Path:
         """The best policy on validation customers (the final one if no evaluation ran)."""
-        best = self.run_dir / "best_policy"
+        best = self.run_dir / POLICY_FOLDERS["best"]
         return best if best.is_dir() else self.policy_dir
 
 
@@ -127,7 +128,7 @@ def train_ppo(config: TrainConfig, run_dir: str | Path, resume: bool = False, pr
     restore_interrupted(checkpoint)
     if resume and not (checkpoint / "state.json").is_file():
         raise FileNotFoundError(f"{run_dir}: no checkpoint to resume from (expected {checkpoint}/state.json)")
-    if not resume and (checkpoint.exists() or (run_dir / "policy").exists()):
+    if not resume and (checkpoint.exists() or (run_dir / POLICY_FOLDERS["final"]).exists()):
         raise FileExistsError(f"{run_dir} already holds a training run; pass --resume to continue it, or choose another output folder")
     state = verify_checkpoint(checkpoint) if resume else {}  # before anything is written: a damaged checkpoint changes nothing
     check_inputs(config)
@@ -314,7 +315,7 @@ class _TrainingMonitor(BaseCallback):
             self._evaluate()
             self.next_eval = self.num_timesteps + self.config.eval_every  # a resumed run does not evaluate these weights again
         self._save_checkpoint()
-        with atomic_directory(self.run_dir / "policy") as tmp:
+        with atomic_directory(self.run_dir / POLICY_FOLDERS["final"]) as tmp:
             self.current_policy().save(tmp)
         self.bar.close()
 
@@ -363,7 +364,7 @@ class _TrainingMonitor(BaseCallback):
         write_text_atomic(self.run_dir / "eval.csv", text.getvalue())
         if evaluation.objective.mean > self.best:
             self.best = evaluation.objective.mean
-            with atomic_directory(self.run_dir / "best_policy") as tmp:
+            with atomic_directory(self.run_dir / POLICY_FOLDERS["best"]) as tmp:
                 self.current_policy().save(tmp)
 
     def _save_checkpoint(self) -> None:

@@ -11,7 +11,7 @@ depend far less on luck. The folder holds::
 Every run's best policy is scored on the same selection customers (``SELECTION_SEED``: validation customers of
 their own, never training, tuning or held-out ones), with common random numbers, so the runs meet the same luck
 and the choice measures the policies. Commands that read a run (``evaluate``, ``export``, ``ope``) read the chosen
-seed's folder through :func:`resolve_run`.
+seed's folder through :func:`~offerpilot.agents.trained_run.resolve_run`.
 """
 
 from __future__ import annotations
@@ -21,32 +21,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from offerpilot.agents.seeds import SELECTION_SEED
+from offerpilot.agents.ppo_training import check_inputs, encoder_observer, simulator_config, train_ppo
 from offerpilot.agents.train_config import TrainConfig
+from offerpilot.agents.trained_run import POLICY_FOLDERS, SEEDS_FILE, TrainedRun
 from offerpilot.atomic import write_text_atomic
-
-SEEDS_FILE = "seeds.json"
-
-
-def resolve_run(path: str | Path) -> Path:
-    """The run folder ``path`` stands for: the chosen seed's folder of a ``--seeds`` run, else ``path`` itself."""
-    path = Path(path)
-    index = path / SEEDS_FILE
-    if not index.is_file():
-        return path
-    try:
-        chosen = json.loads(index.read_text())["chosen_run"]
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise ValueError(f"{index}: not a seeds file of 'offerpilot train --seeds' ({e})") from None
-    if chosen is None:
-        raise ValueError(f"{path}: its seeds are not all trained yet; continue with 'offerpilot train --out {path} --resume'")
-    return path / chosen
-
-
-def seeds_of(path: str | Path) -> list[int] | None:
-    """The seeds of the multi-seed run in ``path``, ``None`` if it is not one."""
-    index = Path(path) / SEEDS_FILE
-    return json.loads(index.read_text())["seeds"] if index.is_file() else None
+from offerpilot.envs.policy_evaluation import evaluate_policy
+from offerpilot.envs.simulator import PopulationSimulator
+from offerpilot.seeds import SELECTION_SEED
 
 
 @dataclass(frozen=True)
@@ -76,9 +57,6 @@ def train_seeds(config: TrainConfig, run_dir: str | Path, k: int, selection_cust
     A finished run is kept as it is; with ``resume`` an unfinished one continues from its checkpoint. Runs on
     encoder features without ``config.encoder`` share one encoder, trained once into ``run_dir/encoder``.
     """
-    from offerpilot.agents.comparison import arena_for, load_run
-    from offerpilot.agents.ppo_training import check_inputs, encoder_observer, train_ppo
-
     run_dir = Path(run_dir)
     seeds = seed_list(config.seed, k)
     if resume and not (run_dir / SEEDS_FILE).is_file():
@@ -95,14 +73,17 @@ def train_seeds(config: TrainConfig, run_dir: str | Path, k: int, selection_cust
         config = replace(config, encoder=str((run_dir / "encoder" / "model").resolve()))
     for seed in seeds:
         folder = run_dir / f"seed_{seed}"
-        if (folder / "policy").is_dir():
+        if (folder / POLICY_FOLDERS["final"]).is_dir():
             continue  # finished (a resumed multi-seed run keeps its finished seeds)
         train_ppo(replace(config, seed=seed), folder, resume=resume and (folder / "checkpoint").is_dir(), progress=progress)
-    arena = arena_for(config.lam, config.population)
+    sim = PopulationSimulator(simulator_config(config))
+    observer = TrainedRun.from_pretrained(run_dir / f"seed_{seeds[0]}").encoder_observer(sim.catalog)  # one encoder for all
     objectives = {}
     for seed in seeds:
-        run = load_run(run_dir / f"seed_{seed}", f"seed {seed}")
-        objectives[seed] = arena.evaluate(run, selection_customers, SELECTION_SEED, progress).objective.mean
+        run = TrainedRun.from_pretrained(run_dir / f"seed_{seed}")
+        run.policy.policy_id = f"seed {seed}"
+        evaluation = evaluate_policy(sim, run.policy, selection_customers, SELECTION_SEED, deterministic=True, progress=progress, encoder=observer)
+        objectives[seed] = evaluation.objective.mean
     chosen = max(seeds, key=lambda s: (objectives[s], -s))
     record: dict[str, Any] = {
         "seeds": seeds,

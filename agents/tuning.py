@@ -1,7 +1,7 @@
 """Grid search for baseline parameters in simulation: every setting on the same customers, best mean objective wins.
 
 A baseline is only a fair comparison for a learned policy once its own knobs are tuned on the same objective.
-Each setting is evaluated with :func:`~offerpilot.agents.evaluation.evaluate_policy` on the same training seeds
+Each setting is evaluated with :func:`~offerpilot.envs.policy_evaluation.evaluate_policy` on the same training seeds
 and cohort size (common random numbers), and scored by its per-customer objective averaged over the seeds.
 Report the chosen setting on held-out seeds, not these.
 """
@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from offerpilot.agents.evaluation import PolicyEvaluation, evaluate_policy
-from offerpilot.agents.policy import Policy
+from offerpilot.envs.policy_evaluation import PolicyEvaluation, evaluate_policy
+from offerpilot.envs.policy import Policy
 from offerpilot.envs.simulator import PopulationSimulator
 
 Grid = Mapping[str, Sequence[Any]]

@@ -38,7 +38,8 @@ all-padding row) pools to zeros, so their embedding is the projection's bias.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -234,6 +235,18 @@ class CustomerEncoderModel(PreTrainedModel):
         at_newest = out if not every_position else out[torch.arange(len(out), device=out.device), newest]
         return (out if every_position else None), self.projection(at_newest.masked_fill(empty.unsqueeze(1), 0.0))
 
+    def policy_features(self, pooled: torch.Tensor, elapsed_days: torch.Tensor) -> torch.Tensor:
+        """What a policy reads of each customer: the embedding, then the churn probability and ``log1p`` of the
+        expected CLV (:data:`POLICY_HEADS`). The one definition: the simulator's encoder observer, the exported ONNX
+        graph and the features of logged customers in off-policy evaluation all come from here."""
+        churn_logit, clv_params = self.predict(pooled, elapsed_days)
+        heads = torch.stack([torch.sigmoid(churn_logit), torch.log1p(ziln_expected_value(clv_params))], dim=1)
+        return torch.cat([pooled, heads.to(pooled.dtype)], dim=1)
+
+    def policy_feature_names(self) -> tuple[str, ...]:
+        """The names of :meth:`policy_features`' columns."""
+        return (*(f"emb_{i}" for i in range(self.config.embedding_dim)), *POLICY_HEADS)
+
     @torch.inference_mode()
     def encode(self, batch: HistoryBatch | Mapping[str, Any], batch_size: int = 256) -> EncodedCustomers:
         """Embeddings, churn probabilities and expected CLV of ``n`` customers, in eval mode, without gradients.
@@ -242,6 +255,20 @@ class CustomerEncoderModel(PreTrainedModel):
             text model tokenizer's ``input_ids`` and ``attention_mask`` (n, L) and ``elapsed_days`` (n, K).
         :param batch_size: customers per forward pass (see :meth:`embed`).
         """
+        pooled, elapsed = self._embed_batch(batch, batch_size)
+        with _eval_mode(self):
+            churn_logit, clv_params = self.predict(pooled.to(self.device), elapsed)
+        return EncodedCustomers(pooled.numpy(), torch.sigmoid(churn_logit).float().cpu().numpy(), ziln_expected_value(clv_params).float().cpu().numpy())
+
+    @torch.inference_mode()
+    def encode_policy_features(self, batch: HistoryBatch | Mapping[str, Any], batch_size: int = 256) -> np.ndarray:
+        """(n, len(policy_feature_names())) float32: :meth:`policy_features` of the histories in ``batch`` (as :meth:`encode`)."""
+        pooled, elapsed = self._embed_batch(batch, batch_size)
+        with _eval_mode(self):
+            return self.policy_features(pooled.to(self.device), elapsed).float().cpu().numpy()
+
+    def _embed_batch(self, batch: HistoryBatch | Mapping[str, Any], batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(embeddings, elapsed_days)`` of a batch, after checking it suits the backbone."""
         if isinstance(batch, HistoryBatch) != (self.config.backbone == "events"):
             expected = "a HistoryBatch" if self.config.backbone == "events" else "tokenised text (input_ids, attention_mask, elapsed_days)"
             raise TypeError(f"the {self.config.backbone} backbone encodes {expected}, got {type(batch).__name__}")
@@ -249,14 +276,7 @@ class CustomerEncoderModel(PreTrainedModel):
         if "elapsed_days" not in inputs:
             raise ValueError("the batch has no elapsed_days: the heads read how long ago each kind of event was")
         elapsed = torch.as_tensor(inputs.pop("elapsed_days"))
-        pooled = self.embed(inputs, batch_size)
-        was_training = self.training
-        self.eval()
-        try:
-            churn_logit, clv_params = self.predict(pooled.to(self.device), elapsed)
-        finally:
-            self.train(was_training)
-        return EncodedCustomers(pooled.numpy(), torch.sigmoid(churn_logit).float().cpu().numpy(), ziln_expected_value(clv_params).float().cpu().numpy())
+        return self.embed(inputs, batch_size), elapsed
 
     @torch.inference_mode()
     def embed(self, inputs: Mapping[str, Any], batch_size: int = 256) -> torch.Tensor:
@@ -271,18 +291,29 @@ class CustomerEncoderModel(PreTrainedModel):
         n = mask.shape[0]
         order = torch.argsort(mask.sum(1), stable=True)
         embedding = torch.empty(n, self.config.embedding_dim)
-        was_training = self.training
-        self.eval()
-        try:
+        with _eval_mode(self):
             for start in range(0, n, batch_size):
                 rows = order[start : start + batch_size]
                 columns = mask[rows].any(0)
                 columns[0] = True  # keep one column for a chunk of customers without history
                 chunk = {k: v[rows][:, columns].to(self.device) for k, v in tensors.items()}
                 embedding[rows] = self._embed(**{k: chunk.get(k) for k in SEQUENCE_INPUTS})[1].float().cpu()
-        finally:
-            self.train(was_training)
         return embedding
+
+
+POLICY_HEADS = ("churn_probability", "log_expected_clv")
+"""The heads' columns of :meth:`CustomerEncoderModel.policy_features`, after the embedding's."""
+
+
+@contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    """``model`` in eval mode inside the block, its train/eval mode restored after."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
 
 
 SEQUENCE_INPUTS = ("event_ids", "category_ids", "amount_ids", "offer_ids", "gap_ids", "input_ids", "token_type_ids", "attention_mask")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from offerpilot.agents.baselines import UniformRandomPolicy
+from offerpilot.envs.policy import UniformRandomPolicy
 from offerpilot.encoders.labels import window_labels
 from offerpilot.encoders.training import EncoderTrainingConfig, TrainingResult, train_encoder
 from offerpilot.envs.log_generation import SimulatedLogs, simulate_logs

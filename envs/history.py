@@ -7,12 +7,11 @@ acquired form a contiguous block and each day is one vectorised kernel call.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from scipy.special import gammaincinv
 
-from offerpilot.catalog import OfferCatalog
 from offerpilot.envs.common_random import Draw, open_uniforms
 from offerpilot.envs.population import (
     F32,
@@ -37,6 +36,20 @@ class AcquisitionRecorder(Protocol):
     """Receives the first purchases: list value and category (the favourite) per acquired customer."""
 
     def __call__(self, day: int, customers: np.ndarray, list_value: np.ndarray, category: np.ndarray) -> None: ...
+
+
+class HistoryFeatures(Protocol):
+    """Features of each customer's own recorded history (the customer encoder's, from ``encoders``). The
+    simulator records into the buffers :meth:`empty` makes while it simulates the customers; :meth:`observe`
+    reads them at each decision. The buffers are a dataclass of per-customer arrays (``take``/``put`` apply)."""
+
+    feature_names: tuple[str, ...]
+
+    def empty(self, n: int) -> Any: ...
+
+    def recorders(self, history: Any) -> tuple[DayRecorder, AcquisitionRecorder]: ...
+
+    def observe(self, history: Any, state: CustomerState) -> np.ndarray: ...
 
 
 def first_purchase_value(traits: CustomerTraits, spend_p: float, acquisition_day: np.ndarray) -> np.ndarray:

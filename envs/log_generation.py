@@ -12,11 +12,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
-from offerpilot.agents.policy import Policy, sample_actions
 from offerpilot.envs.history import simulate_lives
+from offerpilot.envs.policy import Policy
 from offerpilot.envs.population import CATEGORIES, FUNNEL, CustomerState, DayOutcome, sample_traits
+from offerpilot.envs.rollout import Cohort, rollout
 from offerpilot.envs.simulator import PopulationSimulator
 
 REVIEW_TEMPLATES = {
@@ -156,14 +156,10 @@ def simulate_logs(
 
     decisions = []
     everyone = np.arange(n_customers)
-    steps = range(sim.config.n_decisions)
-    for _ in tqdm(steps, desc="simulating decisions", unit="step", disable=not progress):
-        obs = sim.observe(traits, state)
-        mask = sim.action_mask(state)
-        probs = policy.action_probs(obs, mask)
-        actions, propensity = sample_actions(probs, rng)
-        decisions.append((state.day.copy(), actions, propensity, probs, obs))
-        state, _ = sim.advance(traits, state, actions, on_day=lambda c, s, o: buffer.day(everyone, s, o))
+    cohort = Cohort(sim, traits, state, on_day=lambda c, s, o: buffer.day(everyone, s, o))
+    for d, _ in rollout(cohort, policy, rng, progress=progress, desc="simulating decisions"):
+        decisions.append((d.state.day.copy(), d.actions, d.propensity, d.probs, d.obs))
+    state = cohort.state
 
     events = buffer.frame(user_ids, start)
     days = np.concatenate([d[0] for d in decisions]).astype(np.int64)

@@ -16,17 +16,16 @@ each copy's outcome is a baseline for the others'. Episodes have one length, so 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
 
 from offerpilot.envs.population import CustomerState, CustomerTraits, concat, put, take
+from offerpilot.envs.history import HistoryFeatures
 from offerpilot.envs.simulator import PopulationSimulator, SimulatorConfig, StepOutcome
 
-if TYPE_CHECKING:
-    from offerpilot.encoders.observer import EncoderObserver, EventHistory
 
 _INFO_KEYS = ("revenue", "discount", "send_cost", "margin_short", "margin_clv", "churned", "unsubscribed")
 
@@ -34,7 +33,7 @@ _INFO_KEYS = ("revenue", "discount", "send_cost", "margin_short", "margin_clv", 
 class RetentionVecEnv(VecEnv):
     """``n_envs`` customers stepped together; seeded by ``seed`` (or ``VecEnv.seed`` before reset).
 
-    :param encoder: an :class:`~offerpilot.encoders.observer.EncoderObserver` whose features are appended to
+    :param encoder: an history-features observer (:class:`~offerpilot.envs.history.HistoryFeatures`, the customer encoder's) whose features are appended to
         the observations (the simulator's draws, and so its customers and rewards, are the same either way).
     :param expected_reward: give SB3 ``StepOutcome.expected_reward`` (the same expected return, much less
         noise) instead of the drawn money's ``reward``.
@@ -48,7 +47,7 @@ class RetentionVecEnv(VecEnv):
         config: SimulatorConfig | None = None,
         seed: int | None = None,
         pool_size: int | None = None,
-        encoder: EncoderObserver | None = None,
+        encoder: HistoryFeatures | None = None,
         expected_reward: bool = False,
         copies: int = 1,
     ) -> None:
@@ -63,11 +62,11 @@ class RetentionVecEnv(VecEnv):
         super().__init__(n_envs, obs_space, gym.spaces.Discrete(self.sim.catalog.n_actions))
         self.pool_size = pool_size or max(n_envs // 4, 256)
         self._rng = np.random.default_rng(seed)
-        self._pool: tuple[CustomerTraits, CustomerState, EventHistory | None] | None = None
+        self._pool: tuple[CustomerTraits, CustomerState, Any] | None = None
         self._pool_next = 0
         self._traits: CustomerTraits | None = None
         self._state: CustomerState | None = None
-        self._history: EventHistory | None = None
+        self._history: Any = None
         self._actions: np.ndarray | None = None
         self._episode_return = np.zeros(n_envs)
         self._episode_length = np.zeros(n_envs, np.int64)
@@ -75,7 +74,7 @@ class RetentionVecEnv(VecEnv):
         """Customers drawn so far (initial ones and replacements)."""
 
     # -- customers -------------------------------------------------------------------------------
-    def _draw(self, n: int) -> tuple[CustomerTraits, CustomerState, EventHistory | None]:
+    def _draw(self, n: int) -> tuple[CustomerTraits, CustomerState, Any]:
         """``n`` customers at day 0 for ``n`` slots: ``n / copies`` fresh ones, each repeated ``copies`` times
         (copy ``k`` of customer ``j`` at ``k * n / copies + j``)."""
         fresh = self._draw_fresh(n // self.copies)
@@ -83,7 +82,7 @@ class RetentionVecEnv(VecEnv):
             return fresh
         return tuple(None if p is None else concat([p] * self.copies) for p in fresh)
 
-    def _draw_fresh(self, n: int) -> tuple[CustomerTraits, CustomerState, EventHistory | None]:
+    def _draw_fresh(self, n: int) -> tuple[CustomerTraits, CustomerState, Any]:
         """``n`` fresh customers at day 0 (and their event buffers), taken from the pool (refilled in batches)."""
         parts: list[tuple] = []
         while n > 0:
@@ -99,7 +98,7 @@ class RetentionVecEnv(VecEnv):
         traits, state, history = (None if p[0] is None else concat(list(p)) for p in zip(*parts))
         return traits, state, history
 
-    def _new_pool(self, n: int) -> tuple[CustomerTraits, CustomerState, EventHistory | None]:
+    def _new_pool(self, n: int) -> tuple[CustomerTraits, CustomerState, Any]:
         """``n`` new customers with their histories simulated (recorded into event buffers with an encoder)."""
         if self.encoder is None:
             return (*self.sim.new_customers(n, self._rng), None)
@@ -202,7 +201,7 @@ class RetentionVecEnv(VecEnv):
         return self._traits
 
     @property
-    def history(self) -> EventHistory | None:
+    def history(self) -> Any:
         """The live customers' event buffers and cached embeddings (with an encoder observer)."""
         return self._history
 

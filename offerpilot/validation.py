@@ -7,20 +7,17 @@ a table either passes or is rejected with the full list.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable
-from pathlib import Path
+from collections.abc import Callable, Collection
 
 import numpy as np
 import pandas as pd
 
 from offerpilot.catalog import OfferCatalog, default_catalog
-from offerpilot.errors import DataError, Problem
+from offerpilot.errors import Problem
 from offerpilot.schema import (
     DECISIONS_COLUMNS,
-    DECISIONS_REQUIRED,
     EVENT_KINDS,
     EVENTS_COLUMNS,
-    EVENTS_REQUIRED,
     PROB_PREFIX,
     Column,
     cast_column,
@@ -113,55 +110,6 @@ def validate_decisions(
         report("user_id", unknown, lambda i: f"user {_show(uid.iat[i])} never appears in the events")
     _check_rows(report, df, canon)
     return problems
-
-
-def validate_paths(paths: Iterable[str | Path], catalog: OfferCatalog | None = None) -> dict[str, list[Problem]]:
-    """Read and validate each file, telling events from decisions by their columns.
-
-    Returns the problems per file (an empty list for a clean file), in the order given. When events are
-    given and every file could be read and recognised, decisions are also checked against the users seen
-    in the events.
-    """
-    from offerpilot.tables import read_table  # tables imports this module for its validated readers
-
-    catalog = default_catalog() if catalog is None else catalog
-    results: dict[str, list[Problem]] = {}
-    events: dict[str, pd.DataFrame] = {}
-    decisions: dict[str, pd.DataFrame] = {}
-    for path in paths:
-        key = str(path)
-        try:
-            df = read_table(path)
-        except DataError as e:
-            results[key] = e.problems
-            continue
-        kind = _table_kind(df)
-        if kind is None:
-            results[key] = [
-                Problem(
-                    key,
-                    None,
-                    None,
-                    f"neither an events table (columns {list(EVENTS_REQUIRED)}) nor a decisions table "
-                    f"(columns {list(DECISIONS_REQUIRED)}); it has columns {[str(c) for c in df.columns]}",
-                )
-            ]
-            continue
-        results[key] = []
-        (events if kind == "events" else decisions)[key] = df
-
-    users: set[str] | None = None
-    all_read = all(not problems for problems in results.values())
-    if events and all_read and all("user_id" in df.columns for df in events.values()):
-        users = set()
-        for df in events.values():
-            users.update(cast_column(df["user_id"], "string").dropna())
-        users = users or None  # events without rows are their own problem, not every decision's
-    for key, df in events.items():
-        results[key] = validate_events(df, key, catalog)
-    for key, df in decisions.items():
-        results[key] = validate_decisions(df, key, catalog, users)
-    return results
 
 
 class _Reporter:
@@ -335,13 +283,3 @@ def _check_rows(report: _Reporter, df: pd.DataFrame, canon: dict[str, pd.Series]
             lambda i: f"ts {ts.iat[i]} is earlier than row {prev_row[i] + 1} ({pd.Timestamp(prev_ts[i])}) "
             "of the same user; a user's rows must be in time order",
         )
-
-
-def _table_kind(df: pd.DataFrame) -> str | None:
-    """'events' or 'decisions' from the columns that only one of the tables has; ``None`` when unclear."""
-    columns = {str(c) for c in df.columns}
-    is_events = bool(columns & {"event", "amount"})
-    is_decisions = bool(columns & {"propensity", "policy_id"}) or any(c.startswith(PROB_PREFIX) for c in columns)
-    if is_events == is_decisions:
-        return None
-    return "events" if is_events else "decisions"

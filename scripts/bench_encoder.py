@@ -26,12 +26,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from offerpilot.agents.baselines import UniformRandomPolicy
-from offerpilot.agents.policy import act
+from offerpilot.envs.policy import UniformRandomPolicy
+from offerpilot.envs.policy import act
 from offerpilot.catalog import default_catalog
 from offerpilot.encoders.configuration import CustomerEncoderConfig
 from offerpilot.encoders.modeling import CustomerEncoderModel
-from offerpilot.encoders.observer import EncoderObserver
+from offerpilot.encoders.encoder_observer import EncoderObserver
 from offerpilot.encoders.tokenizer import EventTokenizer, HistoryBatch
 from offerpilot.encoders.training import load_encoder
 from offerpilot.envs.population import CATEGORIES

@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from offerpilot.agents.ope import DoublyRobust, InverseProbabilityWeighting
+from offerpilot.ope import DoublyRobust, InverseProbabilityWeighting
 
 
 def peak_rss_gb() -> float:

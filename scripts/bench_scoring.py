@@ -30,9 +30,9 @@ import onnxruntime as ort  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from bench_simulator import cpu_name  # noqa: E402
-from offerpilot.agents.baselines import UniformRandomPolicy  # noqa: E402
-from offerpilot.agents.bundle import Bundle, Exploration  # noqa: E402
-from offerpilot.agents.scoring import ScoringConfig, score_customers, score_file  # noqa: E402
+from offerpilot.envs.policy import UniformRandomPolicy  # noqa: E402
+from offerpilot.deployment.bundle import Bundle, Exploration  # noqa: E402
+from offerpilot.deployment.scoring import ScoringConfig, score_customers, score_file  # noqa: E402
 from offerpilot.envs.log_generation import simulate_logs  # noqa: E402
 from offerpilot.envs.simulator import PopulationSimulator  # noqa: E402
 from offerpilot.tables import write_table  # noqa: E402
@@ -43,7 +43,7 @@ START = pd.Timestamp("2025-01-01")
 def bench_policy(bundle: Bundle, n_decisions: int, batch: int, seed: int) -> dict:
     """Decisions per second of ``decide`` (and of the graph alone) on random features, ``batch`` rows per call."""
     rng = np.random.default_rng(seed)
-    normalizer = bundle.manifest["features"]["normalizer"]
+    normalizer = bundle.manifest.features.normalizer
     mean, std = np.asarray(normalizer["mean"]), np.sqrt(normalizer["var"])
     features = (mean + std * rng.standard_normal((batch, bundle.n_features))).astype(np.float32)
     mask = rng.random((batch, bundle.n_actions)) < 0.6
@@ -102,7 +102,7 @@ def main() -> None:
     end_to_end = bench_end_to_end(bundle, args.customers, args.seed)
     print(f"machine: {machine}")
     print(f"command: {command}")
-    print(f"bundle: {bundle.policy_id} ({bundle.manifest['observation']} observation, {bundle.n_features} features, {bundle.n_actions} actions)")
+    print(f"bundle: {bundle.policy_id} ({bundle.manifest.observation} observation, {bundle.n_features} features, {bundle.n_actions} actions)")
     print(f"policy only, features given ({policy['decisions']:,} decisions, batches of {policy['batch']:,}): "
           f"{policy['decide_decisions_per_s']:,.0f} decisions/s with exploration and sampling; graph alone {policy['graph_decisions_per_s']:,.0f}/s")
     print(f"end to end from raw histories ({end_to_end['customers']:,} customers, {end_to_end['events']:,} events, "

@@ -99,7 +99,7 @@ def main() -> None:
     server_cores, load_cores = ({cores[0]}, set(cores[1:])) if len(cores) >= 2 else (None, None)
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "-m", "offerpilot.cli", "serve", "--bundle", str(args.bundle), "--port", str(port),
+    server = subprocess.Popen([sys.executable, "-m", "offerpilot", "serve", "--bundle", str(args.bundle), "--port", str(port),
                                "--log-level", "warning", "--threads", "1", "--seed", str(args.seed)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_pinned(server_cores))
     try:

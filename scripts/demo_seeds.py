@@ -28,7 +28,7 @@ def main() -> int:
         folder = args.out / f"seed_{seed}"
         if not (folder / "summary.json").is_file():
             print(f"$ offerpilot demo --seed {seed} --out {folder} --no-progress", flush=True)
-            subprocess.run([sys.executable, "-m", "offerpilot.cli", "demo", "--seed", str(seed), "--out", str(folder), "--no-progress"], check=True)
+            subprocess.run([sys.executable, "-m", "offerpilot", "demo", "--seed", str(seed), "--out", str(folder), "--no-progress"], check=True)
     print("| seed | ppo - best baseline: objective | CLV | ppo_lam1 CLV - best baseline by CLV | ppo_lam1 CLV - no offer "
           "| ppo_lam0 30-day margin - best baseline | every baseline beaten on margin and CLV | ppo's share of the oracle's CLV gain | minutes |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")

@@ -8,12 +8,12 @@ For each logging policy (uniform random; epsilon-greedy around the recency rule,
 target policy (no_offer; recency_rule):
 
 1. the truths, once, from large simulations on fixed seeds:
-   * per decision, ``V1(pi)`` from :func:`offerpilot.agents.ope_truth.per_decision_value` (branching
+   * per decision, ``V1(pi)`` from :func:`offerpilot.ope.truth.per_decision_value` (branching
      under the logging policy's state distribution): what dm, ips, snips, dr, sndr, switch-dr, dr-os estimate;
    * per customer, the target's objective over one decision period from
-     :func:`offerpilot.agents.evaluation.evaluate_policy`: what pdis, wpdis, fqe, wdr estimate;
+     :func:`offerpilot.envs.policy_evaluation.evaluate_policy`: what pdis, wpdis, fqe, wdr estimate;
 2. for seeds s = 0..S-1, logs of N customers under the logging policy (``simulate_logs(seed=s)``, shared by
-   both targets), one :func:`offerpilot.agents.off_policy.evaluate_off_policy` per target
+   both targets), one :func:`offerpilot.ope.off_policy.evaluate_off_policy` per target
    (``OPEConfig(seed=s)``), and every estimate with its 95 % bootstrap interval kept (per-decision estimators:
    ``--interval``, studentized by default; trajectory estimators: percentile);
 3. per estimator, over seeds with ``e_s`` the estimate and ``v`` the truth:
@@ -46,14 +46,15 @@ from scipy.stats import binomtest
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from offerpilot.agents.baselines import EpsilonGreedyPolicy, NoOfferPolicy, RecencyRulePolicy, UniformRandomPolicy
-from offerpilot.agents.evaluation import Z95, evaluate_policy
-from offerpilot.agents.logged_decisions import logged_decisions
-from offerpilot.agents.off_policy import OPEConfig, evaluate_off_policy
-from offerpilot.agents.ope.bootstrap import INTERVAL_METHODS
-from offerpilot.agents.ope_truth import per_decision_value
-from offerpilot.agents.policy import Policy
-from offerpilot.agents.target_policy import policy_probs
+from offerpilot.agents.baselines import EpsilonGreedyPolicy, NoOfferPolicy, RecencyRulePolicy
+from offerpilot.envs.policy import UniformRandomPolicy
+from offerpilot.envs.policy_evaluation import Z95, evaluate_policy
+from offerpilot.ope.logged_decisions import logged_decisions
+from offerpilot.ope.off_policy import OPEConfig, evaluate_off_policy
+from offerpilot.ope.bootstrap import INTERVAL_METHODS
+from offerpilot.ope.truth import per_decision_value
+from offerpilot.envs.policy import Policy
+from offerpilot.ope.target_policy import policy_probs
 from offerpilot.atomic import write_text_atomic
 from offerpilot.envs.log_generation import simulate_logs
 from offerpilot.envs.simulator import PopulationSimulator

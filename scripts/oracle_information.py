@@ -49,7 +49,7 @@ than any log does, to see how well it must be known for the full oracle's gain."
 def offerpilot(*args: str) -> None:
     """Run one ``offerpilot`` command in a process of its own; stop if it fails."""
     print("$ offerpilot " + " ".join(args), flush=True)
-    subprocess.run([sys.executable, "-m", "offerpilot.cli", *args], check=True)
+    subprocess.run([sys.executable, "-m", "offerpilot", *args], check=True)
 
 
 def train(run: Path, timesteps: int, seed: int, flags: list[str]) -> None:

@@ -46,9 +46,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run (default: %(default)s)")
     args = parser.parse_args()
 
-    from offerpilot.agents.comparison import arena_for, compare, load_run, tuned_baselines
+    from offerpilot.evaluation.comparison import arena_for, compare, load_run, tuned_baselines
     from offerpilot.agents.ppo_training import train_ppo
-    from offerpilot.agents.seeds import HELD_OUT_SEED
+    from offerpilot.seeds import HELD_OUT_SEED
     from offerpilot.agents.train_config import TrainConfig
 
     variants = dict(parse_variant(v) for v in (args.variant or ["default"]))

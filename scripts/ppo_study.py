@@ -22,7 +22,7 @@ from pathlib import Path
 def offerpilot(*args: str) -> None:
     """Run one ``offerpilot`` command in a process of its own; stop the study if it fails."""
     print("$ offerpilot " + " ".join(args), flush=True)
-    subprocess.run([sys.executable, "-m", "offerpilot.cli", *args], check=True)
+    subprocess.run([sys.executable, "-m", "offerpilot", *args], check=True)
 
 
 def finished(run: Path, timesteps: int) -> bool:

@@ -6,9 +6,9 @@ cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 . .venv/bin/activate
-python -m pip install --quiet --upgrade pip
+python -m pip install -qq --upgrade pip
 if ! (command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1); then
-  python -m pip install --quiet torch==2.13.0
+  python -m pip install -qq torch==2.13.0
 fi
-python -m pip install --quiet -e ".[dev,text]"
+python -m pip install -qq -e ".[dev,text]"
 python -c "import offerpilot, torch; print(f'offerpilot {offerpilot.__version__} installed in .venv (torch {torch.__version__})')"

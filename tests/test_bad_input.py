@@ -16,10 +16,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from offerpilot.agents.export import ExportConfig, export_bundle
+from offerpilot.deployment.export import ExportConfig, export_bundle
 from offerpilot.agents.ppo_training import train_ppo
 from offerpilot.agents.train_config import TrainConfig
-from offerpilot.cli import main
+from offerpilot.app.cli import main
 
 TINY = {"n_envs": 64, "n_steps": 8, "total_timesteps": 512, "batch_size": 256, "net_arch": (16,), "eval_every": 0,
         "checkpoint_every": 0, "seed": 3}

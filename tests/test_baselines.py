@@ -24,9 +24,9 @@ from offerpilot.agents.baselines import (
     fit_reward_model_policy,
     make_baseline,
 )
-from offerpilot.agents.evaluation import evaluate_policy
-from offerpilot.agents.policy import act
-from offerpilot.agents.reward_model import RewardModel, RewardModelPolicy, collect_randomised_logs
+from offerpilot.envs.policy_evaluation import evaluate_policy
+from offerpilot.envs.policy import act
+from offerpilot.agents.uplift_model import RewardModel, RewardModelPolicy, collect_randomised_logs
 from offerpilot.agents.tuning import DEFAULT_GRIDS, grid_settings, tune
 from offerpilot.envs.observers import RawFeatureObserver
 from offerpilot.envs.simulator import PopulationSimulator

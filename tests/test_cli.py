@@ -10,12 +10,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from offerpilot.cli import main
+from offerpilot.app.cli import main
 from offerpilot.tables import read_table
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "offerpilot.cli", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "offerpilot", *args], capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from offerpilot.agents.baselines import NoOfferPolicy
-from offerpilot.agents.comparison import Comparison, Contender
-from offerpilot.agents.evaluation import Estimate, PolicyEvaluation, evaluate_policy
+from offerpilot.evaluation.comparison import Comparison, Contender
+from offerpilot.envs.policy_evaluation import Estimate, PolicyEvaluation, evaluate_policy
 from offerpilot.agents.ppo_policy import PPOPolicy
 from offerpilot.agents.ppo_training import train_ppo
 from offerpilot.agents.train_config import TrainConfig
-from offerpilot.cli import main
+from offerpilot.app.cli import main
 from offerpilot.envs.simulator import PopulationSimulator, SimulatorConfig
 
 TINY = {"n_envs": 64, "total_timesteps": 64 * 53, "eval_every": 0, "checkpoint_every": 0, "net_arch": (16,)}
@@ -87,7 +87,7 @@ def test_a_baseline_is_dominated_by_the_trained_policy_that_beats_it_on_margin_a
     """``dominating``: a trained policy with more 30-day margin and more CLV (both paired lower bounds > 0); of two,
     the one with the higher weaker bound; an oracle never counts; a baseline no trained policy beats on both is
     named as such in the report's sentence."""
-    from offerpilot.report import _dominance
+    from offerpilot.app.report import _dominance
 
     rng = np.random.default_rng(1)
     customers = rng.lognormal(2.0, 1.0, 5000)
@@ -116,7 +116,7 @@ def test_a_baseline_is_dominated_by_the_trained_policy_that_beats_it_on_margin_a
 
 
 def test_an_oracle_that_sees_part_of_the_latent_state_is_trained_and_evaluated_on_exactly_that_part(tmp_path):
-    from offerpilot.agents.comparison import arena_for, compare, load_run
+    from offerpilot.evaluation.comparison import arena_for, compare, load_run
     from offerpilot.envs.observers import LATENT_FEATURES, RawFeatureObserver
 
     with pytest.raises(ValueError, match="latent_features applies to observation 'latent'"):
@@ -146,8 +146,8 @@ def test_an_oracle_that_sees_part_of_the_latent_state_is_trained_and_evaluated_o
 
 def test_every_table_shows_the_shares_of_the_full_and_of_the_log_informed_oracle(tmp_path):
     """``--latent-features log-informed`` trains the log-informed oracle; ``compare`` reports both yardsticks."""
-    from offerpilot.agents.comparison import arena_for, compare, load_run
-    from offerpilot.cli import main
+    from offerpilot.evaluation.comparison import arena_for, compare, load_run
+    from offerpilot.app.cli import main
     from offerpilot.envs.observers import LOG_INFORMED_FEATURES
 
     flags = ["--n-envs", "64", "--total-timesteps", str(64 * 53), "--eval-every", "0", "--checkpoint-every", "0", "--net-arch", "16", "--no-progress"]
@@ -169,7 +169,7 @@ def test_an_oracle_sees_a_stable_trait_through_noise_that_leaves_the_stated_shar
     """``NAME@R2``: the yardstick of a policy that knows a trait only as well as logs tell it. The noise is fixed per
     customer (the same at every decision, whatever else changes), scaled so the squared correlation with the exact
     trait is R2, and the same in training and in evaluation (the arena rebuilds the observer from the name)."""
-    from offerpilot.agents.comparison import arena_for
+    from offerpilot.evaluation.comparison import arena_for
     from offerpilot.envs.observers import RawFeatureObserver
 
     for spec, message in (("price_sensitivity@0", r"in \(0, 1\]"), ("price_sensitivity@1.5", r"in \(0, 1\]"), ("price_sensitivity@x", "must be a number"),
@@ -195,8 +195,8 @@ def test_an_oracle_sees_a_stable_trait_through_noise_that_leaves_the_stated_shar
 
 def test_best_of_seeds_keeps_the_seed_with_the_best_objective_on_the_tuning_customers_and_leaves_other_configs_alone(tmp_path):
     """Runs that differ only in seed (and thread count) are one policy whose seed is picked where baselines are tuned."""
-    from offerpilot.agents.comparison import arena_for, best_of_seeds, load_run
-    from offerpilot.agents.seeds import TUNING_SEEDS
+    from offerpilot.evaluation.comparison import arena_for, best_of_seeds, load_run
+    from offerpilot.seeds import TUNING_SEEDS
 
     train_ppo(TrainConfig(observation="raw", seed=0, **TINY), tmp_path / "s0", progress=False)
     train_ppo(TrainConfig(observation="raw", seed=1, threads=1, **TINY), tmp_path / "s1", progress=False)

@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 
 from offerpilot.agents.baselines import COMPARED_BASELINES
-from offerpilot.agents.bundle import Bundle
-from offerpilot.demo import DEMO_MARKER, SUMMARY
+from offerpilot.deployment.bundle import Bundle
+from offerpilot.app.demo import DEMO_MARKER, SUMMARY
 from offerpilot.tables import read_table
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def offerpilot(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "offerpilot.cli", *args], capture_output=True, text=True, timeout=600)
+    return subprocess.run([sys.executable, "-m", "offerpilot", *args], capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")

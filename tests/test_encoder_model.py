@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import AutoConfig, AutoModel
 
-from offerpilot.agents.baselines import UniformRandomPolicy
+from offerpilot.envs.policy import UniformRandomPolicy
 from offerpilot.catalog import default_catalog
 from offerpilot.encoders import minilm
 from offerpilot.encoders.configuration import CustomerEncoderConfig

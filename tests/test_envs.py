@@ -12,9 +12,10 @@ import pytest
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-from offerpilot.agents.baselines import NoOfferPolicy, UniformRandomPolicy
-from offerpilot.agents.evaluation import RETENTION_DAYS, evaluate_policy
-from offerpilot.agents.policy import act
+from offerpilot.agents.baselines import NoOfferPolicy
+from offerpilot.envs.policy import UniformRandomPolicy
+from offerpilot.envs.policy_evaluation import RETENTION_DAYS, evaluate_policy
+from offerpilot.envs.policy import act
 from offerpilot.catalog import default_catalog
 from offerpilot.envs import ENV_ID
 from offerpilot.envs.objective import ObjectiveConfig

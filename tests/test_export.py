@@ -13,16 +13,17 @@ import pandas as pd
 import pytest
 import torch
 
-from offerpilot.agents import export
-from offerpilot.agents.bundle import Bundle, BundleError, Exploration, manifest_digest
-from offerpilot.agents.export import ExportConfig, export_bundle
-from offerpilot.agents.logged_decisions import logged_decisions
+from offerpilot.deployment import export
+from offerpilot.deployment.bundle import Bundle, Exploration
+from offerpilot.deployment.manifest import BundleError, manifest_digest
+from offerpilot.deployment.export import ExportConfig, export_bundle
+from offerpilot.ope.logged_decisions import logged_decisions
 from offerpilot.agents.ppo_policy import PPOPolicy
 from offerpilot.agents.ppo_training import train_ppo
-from offerpilot.agents.scoring import customer_inputs
+from offerpilot.deployment.scoring import customer_inputs
 from offerpilot.agents.train_config import TrainConfig
 from offerpilot.catalog import default_catalog
-from offerpilot.cli import main
+from offerpilot.app.cli import main
 from offerpilot.encoders.configuration import CustomerEncoderConfig
 from offerpilot.encoders.embedding import embed_customers
 from offerpilot.encoders.modeling import CustomerEncoderModel
@@ -135,6 +136,16 @@ def test_a_changed_or_mixed_file_is_refused_naming_it(bundle_dir, run_dir, tmp_p
     with pytest.raises(BundleError, match="bundle format 99, this offerpilot reads format 1"):
         Bundle(future)
 
+    typed = tmp_path / "typed"  # consistent digest, but a field of the wrong kind: the typed manifest names it
+    shutil.copytree(bundle_dir, typed)
+    manifest = json.loads((typed / "manifest.json").read_text())
+    manifest["observation"] = "latent"
+    del manifest["value"]["return_scale"]
+    manifest["manifest_sha256"] = manifest_digest(manifest)
+    (typed / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=r"field observation: .*'raw' or 'encoder'.* \(and 1 more\)"):
+        Bundle(typed)
+
 
 def test_a_failed_export_leaves_the_previous_bundle_untouched(bundle_dir, run_dir, tmp_path, monkeypatch):
     target = tmp_path / "bundle"
@@ -166,7 +177,7 @@ def test_encoder_policy_exports_two_graphs_that_match_torch(tmp_path, logs):
     encoder.save_pretrained(tmp_path / "encoder")
     tokenizer.save_pretrained(tmp_path / "encoder")
     run = train_ppo(TrainConfig(observation="encoder", encoder=str(tmp_path / "encoder"), **TINY), tmp_path / "run", progress=False).run_dir
-    manifest = export_bundle(run, tmp_path / "bundle", ExportConfig(n_random=2000, n_customers=200))
+    manifest = export_bundle(run, tmp_path / "bundle", ExportConfig(n_random=2000, n_customers=200)).to_dict()
     assert set(manifest["files"]) == {"policy.onnx", "encoder.onnx", "event_tokenizer.json", "MODEL_CARD.md"}
     assert manifest["features"]["encoder"] == [*(f"emb_{i}" for i in range(8)), "churn_probability", "log_expected_clv"]
     simulated = manifest["metrics"]["parity"]["simulated"]

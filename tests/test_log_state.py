@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from offerpilot.agents.baselines import EpsilonGreedyPolicy, RecencyRulePolicy, UniformRandomPolicy
+from offerpilot.agents.baselines import EpsilonGreedyPolicy, RecencyRulePolicy
+from offerpilot.envs.policy import UniformRandomPolicy
 from offerpilot.catalog import default_catalog
 from offerpilot.envs.log_generation import simulate_logs
 from offerpilot.envs.log_state import observable_state_from_logs, raw_features_from_logs

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from offerpilot.agents.baselines import EpsilonGreedyPolicy, RecencyRulePolicy
-from offerpilot.agents.evaluation import evaluate_policy
-from offerpilot.agents.logged_decisions import logged_decisions
+from offerpilot.envs.policy_evaluation import evaluate_policy
+from offerpilot.ope.logged_decisions import logged_decisions
 from offerpilot.envs.log_generation import simulate_logs
 from offerpilot.envs.simulator import PopulationSimulator
 

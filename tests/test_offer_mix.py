@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from offerpilot.agents.offer_mix import SEGMENTS, offer_mix, quintiles, recency_segments
+from offerpilot.deployment.offer_mix import SEGMENTS, offer_mix, quintiles, recency_segments
 
 OFFERS = ("none", "pct10", "content")
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.neighbors import KNeighborsRegressor
 
-from offerpilot.agents.ope import (
+from offerpilot.ope import (
     CrossFittedRewardModel,
     DirectMethod,
     DoublyRobust,
@@ -31,7 +31,7 @@ ALL_ESTIMATORS = (
     SwitchDoublyRobust(tau=2.0),
     DoublyRobustWithShrinkage(lambda_=1.0),
 )
-from offerpilot.agents.ope.bootstrap import bootstrap_interval, delta_method_se
+from offerpilot.ope.bootstrap import bootstrap_interval, delta_method_se
 
 # A tiny log: 5 decisions, 3 actions.
 ACTION = np.array([0, 1, 2, 0, 1])

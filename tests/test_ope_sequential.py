@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.tree import DecisionTreeRegressor
 
-from offerpilot.agents.ope import FittedQEvaluation, PerDecisionIS, WeightedDoublyRobust, WeightedPDIS
+from offerpilot.ope import FittedQEvaluation, PerDecisionIS, WeightedDoublyRobust, WeightedPDIS
 
 GAMMA = 0.5
 NAN = np.nan

@@ -9,7 +9,7 @@ What is real (scripts/ope_validation.py, 2,000 customers per log, studentized cl
 DR and SNIPS are unbiased in this setting (+0.0009 ± 0.0023 over seeds 0-49) and their intervals cover the
 truth about 91 % of the time (250 seeds: 91 %; seeds 0-49: 92 % DR, 90 % SNIPS), a little short of 95 % as a customer's
 contributions are heavy-tailed (a few big spenders carry much of the variance; see
-:mod:`offerpilot.agents.ope.bootstrap`). The tests ask for at least 6 of 8 covering intervals, which an
+:mod:`offerpilot.ope.bootstrap`). The tests ask for at least 6 of 8 covering intervals, which an
 interval covering 90 % of the time meets 96 % of the time (one covering 78 %, as the percentile interval did
 on seeds 0-49 of the uniform -> recency_rule study, 75 %). DM's interval holds the fitted reward model fixed, so it is
 narrower than DR's (about 0.6 x) while its point error is of DR's size; and DM is biased where it matters,
@@ -27,11 +27,12 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from offerpilot.agents.baselines import NoOfferPolicy, UniformRandomPolicy
-from offerpilot.agents.logged_decisions import logged_decisions
-from offerpilot.agents.off_policy import OPEConfig, evaluate_off_policy
-from offerpilot.agents.ope_truth import per_decision_value
-from offerpilot.agents.target_policy import policy_probs
+from offerpilot.agents.baselines import NoOfferPolicy
+from offerpilot.envs.policy import UniformRandomPolicy
+from offerpilot.ope.logged_decisions import logged_decisions
+from offerpilot.ope.off_policy import OPEConfig, evaluate_off_policy
+from offerpilot.ope.truth import per_decision_value
+from offerpilot.ope.target_policy import policy_probs
 from offerpilot.envs.log_generation import simulate_logs
 from offerpilot.envs.simulator import PopulationSimulator
 

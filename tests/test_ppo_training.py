@@ -13,14 +13,15 @@ import numpy as np
 import pytest
 import torch
 
-from offerpilot.agents.baselines import NoOfferPolicy, UniformRandomPolicy
+from offerpilot.agents.baselines import NoOfferPolicy
+from offerpilot.envs.policy import UniformRandomPolicy
 from offerpilot.agents.discount_budget import DiscountBudget
-from offerpilot.agents.evaluation import evaluate_policy
-from offerpilot.agents.policy import sample_actions
+from offerpilot.envs.policy_evaluation import evaluate_policy
+from offerpilot.envs.policy import sample_actions
 from offerpilot.agents.ppo_policy import PPOPolicy
 from offerpilot.agents.ppo_training import simulator_config, train_ppo
 from offerpilot.agents.train_config import TrainConfig
-from offerpilot.cli import main
+from offerpilot.app.cli import main
 from offerpilot.envs.simulator import PopulationSimulator
 from offerpilot.envs.vec_env import RetentionVecEnv
 
@@ -84,7 +85,7 @@ def test_kill_during_training_then_resume_completes_with_a_loadable_model(tmp_pa
     run = tmp_path / "run"
     flags = ["--observation", "raw", "--n-envs", "128", "--n-steps", "8", "--batch-size", "1024", "--eval-every", "0",
              "--checkpoint-every", "2000", "--seed", "1", "--no-progress"]
-    command = [sys.executable, "-m", "offerpilot.cli", "train", "--out", str(run), "--total-timesteps", "2000000", *flags]
+    command = [sys.executable, "-m", "offerpilot", "train", "--out", str(run), "--total-timesteps", "2000000", *flags]
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     state_file = run / "checkpoint" / "state.json"
     deadline = time.monotonic() + 240
@@ -185,7 +186,7 @@ def test_training_on_encoder_features_and_evaluating_through_the_same_observer(t
     from offerpilot.catalog import default_catalog
     from offerpilot.encoders.configuration import CustomerEncoderConfig
     from offerpilot.encoders.modeling import CustomerEncoderModel
-    from offerpilot.encoders.observer import EncoderObserver
+    from offerpilot.encoders.encoder_observer import EncoderObserver
     from offerpilot.encoders.tokenizer import EventTokenizer
     from offerpilot.envs.population import CATEGORIES
 

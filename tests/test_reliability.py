@@ -20,13 +20,13 @@ from pathlib import Path
 
 import pytest
 
-from offerpilot.agents.bundle import BundleError
-from offerpilot.agents.export import ExportConfig, export_bundle
+from offerpilot.deployment.manifest import BundleError
+from offerpilot.deployment.export import ExportConfig, export_bundle
 from offerpilot.agents.ppo_policy import PPOPolicy
 from offerpilot.agents.ppo_training import train_ppo, verify_checkpoint
-from offerpilot.agents.serving import create_app
+from offerpilot.deployment.serving import create_app
 from offerpilot.agents.train_config import TrainConfig
-from offerpilot.cli import main
+from offerpilot.app.cli import main
 
 TINY = {"observation": "raw", "n_envs": 64, "n_steps": 8, "total_timesteps": 1024, "batch_size": 256, "net_arch": (32, 32), "eval_every": 0,
         "checkpoint_every": 512, "seed": 1}
@@ -64,7 +64,7 @@ def offerpilot_on_a_full_disk(args: list[str], max_file_bytes: int) -> subproces
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the kernel kills the process instead of failing the write
         resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, max_file_bytes))
 
-    return subprocess.run([sys.executable, "-m", "offerpilot.cli", *args], capture_output=True, text=True, timeout=300,
+    return subprocess.run([sys.executable, "-m", "offerpilot", *args], capture_output=True, text=True, timeout=300,
                           preexec_fn=limit_file_size, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 

@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from offerpilot.agents.bundle import Bundle, Exploration
-from offerpilot.agents.export import ExportConfig, export_bundle
+from offerpilot.deployment.bundle import Bundle, Exploration
+from offerpilot.deployment.export import ExportConfig, export_bundle
 from offerpilot.agents.ppo_training import train_ppo
-from offerpilot.agents.scoring import ScoringConfig, customer_inputs, score_customers
+from offerpilot.deployment.scoring import ScoringConfig, customer_inputs, score_customers
 from offerpilot.agents.train_config import TrainConfig
-from offerpilot.cli import main
+from offerpilot.app.cli import main
 from offerpilot.schema import prob_column
 from offerpilot.tables import read_decisions, read_events, read_table, write_table
 

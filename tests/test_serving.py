@@ -17,10 +17,11 @@ import numpy as np
 import pytest
 import uvicorn
 
-from offerpilot.agents.bundle import Bundle, BundleError, Exploration
-from offerpilot.agents.export import ExportConfig, export_bundle
+from offerpilot.deployment.bundle import Bundle, Exploration
+from offerpilot.deployment.manifest import BundleError
+from offerpilot.deployment.export import ExportConfig, export_bundle
 from offerpilot.agents.ppo_training import train_ppo
-from offerpilot.agents.serving import create_app
+from offerpilot.deployment.serving import create_app
 from offerpilot.agents.train_config import TrainConfig
 
 TINY = {"n_envs": 64, "n_steps": 8, "total_timesteps": 1024, "batch_size": 256, "net_arch": (32, 32), "eval_every": 512, "eval_customers": 200,
@@ -141,7 +142,7 @@ def test_a_tampered_bundle_is_refused_at_load(bundle_dir, tmp_path):
     shutil.copytree(bundle_dir, tampered)
     card = tampered / "MODEL_CARD.md"
     card.write_text(card.read_text().replace("lam = 0.5", "lam = 0.9"))
-    result = subprocess.run([sys.executable, "-m", "offerpilot.cli", "serve", "--bundle", str(tampered), "--port", str(free_port())],
+    result = subprocess.run([sys.executable, "-m", "offerpilot", "serve", "--bundle", str(tampered), "--port", str(free_port())],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert "MODEL_CARD.md: sha256" in result.stderr and "refusing to load it" in result.stderr
@@ -149,7 +150,7 @@ def test_a_tampered_bundle_is_refused_at_load(bundle_dir, tmp_path):
 
 def test_the_serve_command_runs_a_real_server(bundle_dir):
     port = free_port()
-    child = subprocess.Popen([sys.executable, "-m", "offerpilot.cli", "serve", "--bundle", str(bundle_dir), "--port", str(port), "--log-level", "warning",
+    child = subprocess.Popen([sys.executable, "-m", "offerpilot", "serve", "--bundle", str(bundle_dir), "--port", str(port), "--log-level", "warning",
                               "--epsilon", "0.2", "--seed", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         url = f"http://127.0.0.1:{port}"

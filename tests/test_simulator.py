@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from offerpilot.agents.baselines import UniformRandomPolicy
-from offerpilot.agents.policy import act
+from offerpilot.envs.policy import UniformRandomPolicy
+from offerpilot.envs.policy import act
 from offerpilot.catalog import default_catalog, parse_catalog
 from offerpilot.envs.common_random import Draw, new_keys, open_uniforms, uniforms
 from offerpilot.envs.masks import action_mask

@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from offerpilot.agents.baselines import BASELINES, EpsilonGreedyPolicy, RecencyRulePolicy, make_baseline
-from offerpilot.agents.logged_decisions import logged_decisions
-from offerpilot.agents.export import ExportConfig, export_bundle
+from offerpilot.ope.logged_decisions import logged_decisions
+from offerpilot.deployment.export import ExportConfig, export_bundle
 from offerpilot.agents.ppo_training import train_ppo
-from offerpilot.agents.target_policy import policy_probs, table_probs, trained_policy_probs
+from offerpilot.deployment.target_probs import trained_policy_probs
+from offerpilot.ope.target_policy import policy_probs, table_probs
 from offerpilot.agents.train_config import TrainConfig
 from offerpilot.encoders.configuration import CustomerEncoderConfig
 from offerpilot.encoders.modeling import CustomerEncoderModel

@@ -14,8 +14,8 @@ import numpy as np
 from sklearn.base import RegressorMixin, clone
 from sklearn.ensemble import HistGradientBoostingRegressor
 
-from offerpilot.agents.ope.design import predict_all_actions, state_action_design
-from offerpilot.agents.ope.validation import as_actions, as_float_array, check_finite
+from offerpilot.ope.design import predict_all_actions, state_action_design
+from offerpilot.ope.checks import as_actions, as_float_array, check_finite
 
 
 @dataclass(frozen=True)

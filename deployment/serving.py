@@ -19,7 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, create_model
 
-from offerpilot.agents.bundle import Bundle, Exploration
+from offerpilot.deployment.bundle import Bundle, Exploration
 
 MAX_CUSTOMERS = 10_000
 """Most customers one request may carry."""
@@ -86,7 +86,7 @@ def create_app(bundle_dir: str | Path, exploration: Exploration = Exploration(),
     index = {offer: i for i, offer in enumerate(bundle.action_ids)}
     started = time.monotonic()
     served = {"requests": 0, "decisions": 0}
-    app = FastAPI(title="offerpilot decision service", version=bundle.manifest["offerpilot_version"],
+    app = FastAPI(title="offerpilot decision service", version=bundle.manifest.offerpilot_version,
                   description=f"Policy {bundle.policy_id}: which offer to send each customer now.")
 
     @app.exception_handler(RequestValidationError)
@@ -103,7 +103,7 @@ def create_app(bundle_dir: str | Path, exploration: Exploration = Exploration(),
 
     @app.get("/metadata")
     async def metadata() -> dict[str, Any]:
-        return {**bundle.manifest, "serving": {"exploration": exploration.tag, "seed": seed, "max_customers": MAX_CUSTOMERS}}
+        return {**bundle.manifest.to_dict(), "serving": {"exploration": exploration.tag, "seed": seed, "max_customers": MAX_CUSTOMERS}}
 
     @app.post("/decide", response_model=DecideResponse)
     async def decide(body: body_model) -> DecideResponse:  # type: ignore[valid-type]

@@ -36,31 +36,22 @@ import pandas as pd
 import torch
 from torch import nn
 
-from offerpilot.agents.bundle import (
-    BUNDLE_FORMAT,
-    ENCODER_GRAPH,
-    ENCODER_INPUTS,
-    MANIFEST,
-    MODEL_CARD,
-    POLICY_GRAPH,
-    Bundle,
-    manifest_digest,
-)
-from offerpilot.agents.policy import sample_actions
+from offerpilot.deployment.bundle import ENCODER_GRAPH, ENCODER_INPUTS, MODEL_CARD, Bundle
+from offerpilot.deployment.manifest import BUNDLE_FORMAT, POLICY_GRAPH, BundleManifest
 from offerpilot.agents.ppo_policy import PPOPolicy
 from offerpilot.agents.ppo_training import read_checkpoint_state, simulator_config
-from offerpilot.agents.seed_selection import resolve_run
-from offerpilot.agents.seeds import VALIDATION_SEED_OFFSET
 from offerpilot.agents.train_config import TrainConfig
+from offerpilot.agents.trained_run import POLICY_FOLDERS, TrainedRun
 from offerpilot.atomic import atomic_directory, sha256_file
-from offerpilot.encoders.losses import ziln_expected_value
+from offerpilot.encoders.encoder_observer import EncoderObserver, EventHistory
 from offerpilot.encoders.modeling import CustomerEncoderModel
-from offerpilot.encoders.observer import EncoderObserver, EventHistory
 from offerpilot.encoders.tokenizer import TOKEN_FIELDS, HistoryBatch
 from offerpilot.envs.observers import RawFeatureObserver
 from offerpilot.envs.presets import PRESETS
+from offerpilot.envs.rollout import Cohort, Decision, rollout
 from offerpilot.envs.simulator import PopulationSimulator, SimulatorConfig
 from offerpilot.schema import EVENT_KINDS
+from offerpilot.seeds import VALIDATION_SEED_OFFSET
 
 PARITY_TOLERANCE = 1e-5
 """Most absolute difference between onnxruntime's and torch's action probabilities, given the same features, that
@@ -68,7 +59,6 @@ export accepts."""
 ENCODER_PATH_TOLERANCE = 1e-4
 """The same along the whole path of an encoder policy, where each runtime computes its own encoder features: those
 differ by about one float32 rounding step (1e-6), which the policy's logits can amplify tenfold."""
-POLICIES = {"best": "best_policy", "final": "policy"}
 """Which policy of a run to export: the best on validation customers, or the last one trained."""
 RETURN_EPSILON = 1e-8
 """``VecNormalize``'s epsilon: rewards were divided by ``sqrt(ret_var + epsilon)`` during training."""
@@ -91,8 +81,8 @@ class ExportConfig:
     """ONNX opset of the graphs."""
 
     def __post_init__(self) -> None:
-        if self.policy not in POLICIES:
-            raise ValueError(f"policy must be one of {sorted(POLICIES)}, got {self.policy!r}")
+        if self.policy not in POLICY_FOLDERS:
+            raise ValueError(f"policy must be one of {sorted(POLICY_FOLDERS)}, got {self.policy!r}")
         if self.n_random < 1 or self.n_customers < 1:
             raise ValueError("n_random and n_customers must be >= 1")
 
@@ -130,9 +120,7 @@ class EncoderGraph(nn.Module):
     def forward(self, event_ids: torch.Tensor, category_ids: torch.Tensor, amount_ids: torch.Tensor, offer_ids: torch.Tensor,
                 gap_ids: torch.Tensor, attention_mask: torch.Tensor, elapsed_days: torch.Tensor) -> torch.Tensor:
         _, pooled = self.model._embed(event_ids, category_ids, amount_ids, offer_ids, gap_ids, None, None, attention_mask)
-        churn_logit, clv_params = self.model.predict(pooled, elapsed_days)
-        heads = torch.stack([torch.sigmoid(churn_logit), torch.log1p(ziln_expected_value(clv_params))], dim=1)
-        return torch.cat([pooled, heads], dim=1)
+        return self.model.policy_features(pooled, elapsed_days)
 
 
 @dataclass(frozen=True)
@@ -149,26 +137,16 @@ class _Run:
 
 
 def _read_run(run_dir: Path, which: str) -> _Run:
-    run_dir = resolve_run(run_dir)
-    policy_dir = run_dir / POLICIES[which]
-    if which == "best" and not policy_dir.is_dir():  # no validation ran: the final policy is the best known
-        policy_dir = run_dir / POLICIES["final"]
-    if not policy_dir.is_dir():
-        raise FileNotFoundError(f"{policy_dir}: missing; {run_dir} is not a run folder of 'offerpilot train' (or it has no {which} policy yet)")
-    policy = PPOPolicy.load(policy_dir)
-    observation = policy.metadata.get("observation", "raw")
-    if observation == "latent":
-        raise ValueError(f"{policy_dir}: an oracle policy reads the simulator's hidden state, which no shop observes; it cannot be exported")
-    if "train_config" not in policy.metadata:
-        raise ValueError(f"{policy_dir / 'policy.json'}: no train_config; export reads how the policy was trained from it")
-    encoder = policy.metadata.get("encoder")
-    encoder_dir = None if encoder is None else (Path(encoder) if Path(encoder).is_absolute() else run_dir / encoder)
-    state_file = run_dir / "checkpoint" / "state.json"
+    run = TrainedRun.from_pretrained(run_dir, which)
+    if run.observation == "latent":
+        raise ValueError(f"{run.policy_dir}: an oracle policy reads the simulator's hidden state, which no shop observes; it cannot be exported")
+    train_config = run.train_config
+    state_file = run.run_dir / "checkpoint" / "state.json"
     if not state_file.is_file():
         raise FileNotFoundError(f"{state_file}: missing; the return scale that turns the critic's value into money is kept there")
     ret_var = float(read_checkpoint_state(state_file.parent)["ret_rms"]["var"])
-    return _Run(run_dir, policy_dir, policy, TrainConfig(**policy.metadata["train_config"]), encoder_dir,
-                math.sqrt(ret_var + RETURN_EPSILON), _validation_row(run_dir / "eval.csv", policy.metadata.get("num_timesteps")))
+    return _Run(run.run_dir, run.policy_dir, run.policy, train_config, run.encoder_dir,
+                math.sqrt(ret_var + RETURN_EPSILON), _validation_row(run.run_dir / "eval.csv", run.policy.metadata.get("num_timesteps")))
 
 
 def _validation_row(path: Path, timesteps: int | None) -> dict[str, float] | None:
@@ -241,23 +219,22 @@ def _simulated_parity(policy: PPOPolicy, bundle: Bundle, value_scale: float, con
     sim = PopulationSimulator(config)
     rng = np.random.default_rng(seed)
     check = _ParityCheck(policy, bundle, value_scale)
-    history = on_day = on_acquire = None
-    if observer is not None:
-        history = observer.empty(n_customers)
-        on_day, on_acquire = observer.recorders(history)
-    traits, state = sim.new_customers(n_customers, rng, on_day=on_day, on_acquire=on_acquire)
+    cohort = Cohort.new(sim, n_customers, rng, observer)
     encoder_diff = 0.0
-    for _ in range(sim.config.n_decisions):
-        raw, mask = sim.observe(traits, state), sim.action_mask(state)
-        torch_features = onnx_features = raw
+
+    def compare(decision: Decision) -> None:
+        """torch and onnxruntime on the features of this decision (the event buffers as they are before the step)."""
+        nonlocal encoder_diff
+        onnx_features = decision.obs
         if observer is not None:
-            encoded = observer.observe(history, state)
-            onnx_encoded = bundle.encode(_history_batch(observer, history, state.day))
+            raw, encoded = decision.obs[:, : sim.n_features], decision.obs[:, sim.n_features :]
+            onnx_encoded = bundle.encode(_history_batch(observer, cohort.history, decision.state.day))
             encoder_diff = max(encoder_diff, float(np.abs(onnx_encoded - encoded).max()))
-            torch_features, onnx_features = np.concatenate([raw, encoded], axis=1), np.concatenate([raw, onnx_encoded], axis=1)
-        check.add(torch_features, onnx_features, mask)
-        actions, _ = sample_actions(policy.action_probs(torch_features, mask), rng)
-        state, _ = sim.advance(traits, state, actions, on_day=on_day)
+            onnx_features = np.concatenate([raw, onnx_encoded], axis=1)
+        check.add(decision.obs, onnx_features, decision.mask)
+
+    for _ in rollout(cohort, policy, rng, before_step=compare):
+        pass
     result = {"customers": n_customers, "decisions_per_customer": sim.config.n_decisions, **check.result()}
     if observer is not None:
         result["encoder_features_max_abs_diff"] = encoder_diff
@@ -273,7 +250,7 @@ def _history_batch(observer: EncoderObserver, history: EventHistory, day: np.nda
                         n_events=history.length.astype(np.int64), **fields)
 
 
-def export_bundle(run_dir: str | Path, out_dir: str | Path, config: ExportConfig = ExportConfig()) -> dict[str, Any]:
+def export_bundle(run_dir: str | Path, out_dir: str | Path, config: ExportConfig = ExportConfig()) -> BundleManifest:
     """Write the bundle of ``run_dir``'s policy to ``out_dir`` (replaced atomically); returns its manifest.
 
     :raises ValueError: the parity check failed (nothing is written), or the run cannot be exported.
@@ -300,7 +277,7 @@ def export_bundle(run_dir: str | Path, out_dir: str | Path, config: ExportConfig
             written += [ENCODER_GRAPH, observer.tokenizer.save_pretrained(tmp).name]
         manifest = _manifest(run, sim_config, raw_names, observer, config)
         # A provisional manifest lets the parity check read the graphs through the same Bundle class scoring uses.
-        _write_manifest(tmp, manifest, written)
+        manifest.write(tmp, written)
         bundle = Bundle(tmp, threads=1)
         rng = np.random.default_rng(config.seed)
         parity = {
@@ -314,26 +291,18 @@ def export_bundle(run_dir: str | Path, out_dir: str | Path, config: ExportConfig
             if not worst <= tolerance:
                 raise ValueError(f"parity check failed: onnxruntime and torch action probabilities differ by {worst:.3g} (> {tolerance:g}) "
                                  f"on the {check} inputs; no bundle written")
-        manifest["metrics"]["parity"] = parity
-        (tmp / MODEL_CARD).write_text(model_card(manifest))
-        manifest = _write_manifest(tmp, manifest, [*written, MODEL_CARD])
+        manifest = manifest.model_copy(update={"metrics": manifest.metrics.model_copy(update={"parity": parity})})
+        (tmp / MODEL_CARD).write_text(model_card(manifest.to_dict()))
+        manifest = manifest.write(tmp, [*written, MODEL_CARD])
         Bundle(tmp, threads=1)  # the finished bundle must load and verify before it replaces anything
     return manifest
 
 
-def _write_manifest(folder: Path, manifest: dict[str, Any], files: list[str]) -> dict[str, Any]:
-    """Write ``manifest`` with the sha256 and size of each of ``files`` and its own digest; returns what was written."""
-    manifest = {**manifest, "files": {name: {"sha256": sha256_file(folder / name), "bytes": (folder / name).stat().st_size} for name in files}}
-    manifest["manifest_sha256"] = manifest_digest(manifest)
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    return manifest
-
-
-def _manifest(run: _Run, sim_config: SimulatorConfig, raw_names: tuple[str, ...], observer: EncoderObserver | None, config: ExportConfig) -> dict[str, Any]:
+def _manifest(run: _Run, sim_config: SimulatorConfig, raw_names: tuple[str, ...], observer: EncoderObserver | None, config: ExportConfig) -> BundleManifest:
     """Everything the bundle's users need to know but the files and the parity results (added once measured)."""
     policy, train = run.policy, run.train_config
     weights = sha256_file(run.policy_dir / "policy.safetensors")
-    return {
+    return BundleManifest.model_validate({
         "format": BUNDLE_FORMAT,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "offerpilot_version": version("offerpilot"),
@@ -373,7 +342,7 @@ def _manifest(run: _Run, sim_config: SimulatorConfig, raw_names: tuple[str, ...]
         },
         "metrics": {"validation": None if run.validation is None else {
             **run.validation, "customers": train.eval_customers, "seed": train.seed + VALIDATION_SEED_OFFSET}},
-    }
+    })
 
 
 def _training_data(train: TrainConfig, sim_config: SimulatorConfig) -> dict[str, Any]:

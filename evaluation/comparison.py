@@ -18,11 +18,10 @@ from typing import Any
 import numpy as np
 
 from offerpilot.agents.baselines import FITTED_BASELINES, make_baseline
-from offerpilot.agents.seed_selection import resolve_run
-from offerpilot.agents.seeds import HELD_OUT_SEED, TUNING_SEEDS
-from offerpilot.agents.evaluation import Estimate, PolicyEvaluation, evaluate_policy
-from offerpilot.agents.policy import Policy
-from offerpilot.agents.ppo_policy import PPOPolicy
+from offerpilot.agents.trained_run import TrainedRun
+from offerpilot.seeds import HELD_OUT_SEED, TUNING_SEEDS
+from offerpilot.envs.policy_evaluation import Estimate, PolicyEvaluation, evaluate_policy
+from offerpilot.envs.policy import Policy
 from offerpilot.agents.tuning import DEFAULT_GRIDS, tune
 from offerpilot.envs.objective import ObjectiveConfig
 from offerpilot.envs.observers import LOG_INFORMED_FEATURES, latent_observer_name
@@ -48,17 +47,12 @@ class Contender:
 def load_run(run_dir: str | Path, name: str | None = None) -> Contender:
     """The best validated policy of a training run (the chosen seed's, for ``train --seeds``), with the observation it
     was trained on."""
-    run_dir = resolve_run(run_dir)
-    folder = run_dir / "best_policy" if (run_dir / "best_policy").is_dir() else run_dir / "policy"
-    policy = PPOPolicy.load(folder)
-    observation = policy.metadata.get("observation", "raw")
-    encoder = policy.metadata.get("encoder")
-    encoder_dir = None if encoder is None else (Path(encoder) if Path(encoder).is_absolute() else run_dir / encoder)
-    latent = policy.metadata.get("latent_features")
-    oracle = "oracle" if latent is None else "log-informed oracle" if tuple(latent) == LOG_INFORMED_FEATURES else f"oracle ({', '.join(latent)})"
-    label = name or (oracle if observation == "latent" else f"ppo ({observation}, lam {policy.metadata.get('lam')})")
-    policy.policy_id = label
-    return Contender(label, policy, observation, encoder_dir, policy.metadata.get("lam"), run_dir)
+    run = TrainedRun.from_pretrained(run_dir)
+    latent = run.latent_features
+    oracle = "oracle" if latent is None else "log-informed oracle" if latent == LOG_INFORMED_FEATURES else f"oracle ({', '.join(latent)})"
+    label = name or (oracle if run.observation == "latent" else f"ppo ({run.observation}, lam {run.lam})")
+    run.policy.policy_id = label
+    return Contender(label, run.policy, run.observation, run.encoder_dir, run.lam, run.run_dir)
 
 
 class Arena:
@@ -88,7 +82,7 @@ class Arena:
             raise ValueError("a policy on encoder features needs an encoder folder (--encoder, or a run trained on one)")
         key = Path(encoder_dir).resolve()
         if key not in self._encoders:
-            from offerpilot.encoders.observer import EncoderObserver
+            from offerpilot.encoders.encoder_observer import EncoderObserver
 
             self._encoders[key] = EncoderObserver.from_pretrained(key, self.raw.catalog)
         return self._encoders[key]

@@ -16,7 +16,6 @@ import numpy as np
 import torch
 
 from offerpilot.catalog import OfferCatalog
-from offerpilot.encoders.losses import ziln_expected_value
 from offerpilot.encoders.modeling import CustomerEncoderModel
 from offerpilot.encoders.tokenizer import FIRST_EVENT_ID, TOKEN_FIELDS, UNK_ID, EventTokenizer
 from offerpilot.envs.history import AcquisitionRecorder, DayRecorder
@@ -66,7 +65,7 @@ class EncoderObserver:
         self.batch_size = batch_size
         self.max_len = tokenizer.max_len
         self.embedding_dim = model.config.embedding_dim
-        self.feature_names = (*(f"emb_{i}" for i in range(self.embedding_dim)), "churn_probability", "log_expected_clv")
+        self.feature_names = model.policy_feature_names()
         self.customers_embedded = 0
         categories = {c: i for i, c in enumerate(tokenizer.categories)}
         self._category_id = np.array([2 + categories[c] if c in categories else UNK_ID for c in CATEGORIES], np.int16)
@@ -130,9 +129,7 @@ class EncoderObserver:
         customers only), churn probability and ``log1p`` of expected CLV from the heads."""
         self.refresh(history)
         elapsed = torch.from_numpy(self.elapsed_days(history, state.day))
-        churn_logit, clv_params = self.model.predict(torch.from_numpy(history.embedding).to(self.model.device), elapsed)
-        heads = torch.stack([torch.sigmoid(churn_logit), torch.log1p(ziln_expected_value(clv_params))], dim=1).float().cpu().numpy()
-        return np.concatenate([history.embedding, heads], axis=1)
+        return self.model.policy_features(torch.from_numpy(history.embedding).to(self.model.device), elapsed).float().cpu().numpy()
 
     def refresh(self, history: EventHistory) -> None:
         """Recompute the embeddings of stale customers (the cache's only transformer passes)."""

@@ -9,7 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from offerpilot.agents.off_policy import OPEReport  # noqa: E402
+from offerpilot.ope.off_policy import OPEReport  # noqa: E402
 from offerpilot.atomic import atomic_path  # noqa: E402
 
 

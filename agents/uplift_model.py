@@ -1,6 +1,6 @@
 """A per-action outcome model fitted on randomised logs (a T-learner), and the policy that maximises it.
 
-Customers live one decision period under :class:`~offerpilot.agents.baselines.UniformRandomPolicy`; every
+Customers live one decision period under :class:`~offerpilot.envs.policy.UniformRandomPolicy`; every
 decision of a customer alive at the time becomes a row ``(x, a, y)`` with ``y`` the customer's margin over the
 next ``horizon_steps`` decision steps. Because the logging policy is uniform over the legal actions, one
 regressor per action, ``mu_a(x) ~ E[y | x, a]``, estimates each action's expected outcome without confounding
@@ -10,22 +10,14 @@ using machine learning", PNAS: the T-learner). ``mu_a(x) - mu_none(x)`` is offer
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from offerpilot.agents.baselines import UniformRandomPolicy
-from offerpilot.agents.policy import act
-from offerpilot.envs.population import CustomerState, CustomerTraits
-
-if TYPE_CHECKING:
-    from offerpilot.envs.simulator import PopulationSimulator, StepOutcome
-
-Observe = Callable[[CustomerTraits, CustomerState], np.ndarray]
-"""``(traits, state) -> obs (n, n_features) float32``: what a policy sees at a decision."""
-
+from offerpilot.envs.policy import UniformRandomPolicy
+from offerpilot.envs.rollout import Cohort, rollout
+from offerpilot.envs.simulator import PopulationSimulator, StepOutcome
 
 @dataclass(frozen=True)
 class RandomisedLogs:
@@ -46,13 +38,7 @@ def step_margin(sim: PopulationSimulator, out: StepOutcome) -> np.ndarray:
     return margin.astype(np.float64)
 
 
-def collect_randomised_logs(
-    sim: PopulationSimulator,
-    n_customers: int,
-    seed: int,
-    horizon_steps: int,
-    observe: Observe | None = None,
-) -> RandomisedLogs:
+def collect_randomised_logs(sim: PopulationSimulator, n_customers: int, seed: int, horizon_steps: int) -> RandomisedLogs:
     """Run ``n_customers`` fresh customers (seeded by ``seed``) through one decision period under uniform-random
     legal actions and log each alive customer's decisions with ``y_t = sum_{k=t}^{t+h-1} margin_k``.
 
@@ -60,25 +46,20 @@ def collect_randomised_logs(
     uniform-random policy; a customer who drops out during the horizon buys nothing after that (but messages sent
     to them still cost, as they do to a shop that cannot see the dropout). Customers dead before a decision give no row for it, and decisions
     whose horizon runs past the period's last step (``t + h > n_decisions``) are dropped, not truncated.
-    ``observe`` replaces ``sim.observe``.
     """
     n_decisions = sim.config.n_decisions
     if not 1 <= horizon_steps <= n_decisions:
         raise ValueError(f"horizon_steps must be in [1, {n_decisions}] (the period's decision steps), got {horizon_steps}")
-    observe = observe or sim.observe
-    policy = UniformRandomPolicy()
     rng = np.random.default_rng(seed)
-    traits, state = sim.new_customers(n_customers, rng)
+    cohort = Cohort.new(sim, n_customers, rng)
     margins = np.zeros((n_customers, n_decisions), np.float64)
     rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (customers, obs, actions) per step
-    for t in range(n_decisions):
-        obs = observe(traits, state)
-        actions, _ = act(policy, obs, sim.action_mask(state), rng=rng)
-        alive = np.flatnonzero(state.alive)
-        state, out = sim.advance(traits, state, actions)
+    for decision, out in rollout(cohort, UniformRandomPolicy(), rng):
+        t = decision.step
         margins[:, t] = step_margin(sim, out)
         if t + horizon_steps <= n_decisions:
-            rows.append((alive, obs[alive], out.action[alive].astype(np.int64)))
+            alive = np.flatnonzero(decision.state.alive)
+            rows.append((alive, decision.obs[alive], out.action[alive].astype(np.int64)))
     # ahead[i, t] = margins[i, t] + ... + margins[i, t + h - 1]
     cumulative = np.concatenate([np.zeros((n_customers, 1)), np.cumsum(margins, axis=1)], axis=1)
     ahead = cumulative[:, horizon_steps:] - cumulative[:, :-horizon_steps]

@@ -4,30 +4,25 @@
 matches its own digest), whose files are missing, or whose sha256 differs from the manifest's (a file changed after
 export, or files from two exports mixed), naming the file. The hashes catch corruption and mix-ups, not a forger
 who rewrites the manifest too: keep bundles where only the release process can write. :class:`Bundle` then answers with onnxruntime alone (no torch), vectorised over customers:
-``action_probs`` is the trained policy (the :class:`~offerpilot.agents.policy.Policy` protocol) and ``decide``
+``action_probs`` is the trained policy (the :class:`~offerpilot.envs.policy.Policy` protocol) and ``decide``
 samples from it after :class:`Exploration`, returning the logged distribution and the propensity of each choice
 so that off-policy evaluation can read the decisions later.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 import pandas as pd
 
-from offerpilot.agents.policy import sample_actions
-from offerpilot.atomic import json_digest, sha256_file
 from offerpilot.catalog import OfferCatalog, parse_catalog
+from offerpilot.deployment.manifest import MANIFEST, POLICY_GRAPH, BundleError, BundleManifest, read_manifest
 from offerpilot.encoders.tokenizer import TOKEN_FIELDS, EventTokenizer, HistoryBatch
+from offerpilot.envs.policy import sample_actions
 
-BUNDLE_FORMAT = 1
-MANIFEST = "manifest.json"
-POLICY_GRAPH = "policy.onnx"
 ENCODER_GRAPH = "encoder.onnx"
 MODEL_CARD = "MODEL_CARD.md"
 TOKENIZER_FILE = "event_tokenizer.json"
@@ -37,50 +32,6 @@ ENCODER_INPUTS = (*TOKEN_FIELDS, "attention_mask", "elapsed_days")
 ``elapsed_days`` (n, K) float32 (NaN: never), as :meth:`HistoryBatch.model_inputs` gives them."""
 ENCODER_BATCH = 4096
 """Customers per ``encoder.onnx`` run: bounds memory on large files."""
-
-
-class BundleError(ValueError):
-    """A bundle that cannot be trusted or read: missing, tampered with, mixed or of another format."""
-
-
-def manifest_digest(manifest: dict[str, Any]) -> str:
-    """sha256 of the manifest's content without its own ``manifest_sha256`` (canonical JSON: sorted keys, no spaces)."""
-    return json_digest(manifest, "manifest_sha256")
-
-
-def read_manifest(folder: str | Path) -> dict[str, Any]:
-    """The manifest of the bundle in ``folder`` after checking its format, its own digest and every listed file's sha256.
-
-    :raises BundleError: naming the file that is missing, unreadable or not the one exported.
-    """
-    folder = Path(folder)
-    path = folder / MANIFEST
-    if not path.is_file():
-        raise BundleError(f"{path}: missing; {folder} is not a bundle written by 'offerpilot export'")
-    try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BundleError(f"{path}: not valid JSON ({e}); the bundle is damaged, export it again") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
-        found = manifest.get("format") if isinstance(manifest, dict) else None
-        raise BundleError(f"{path}: bundle format {found!r}, this offerpilot reads format {BUNDLE_FORMAT}; export the policy again")
-    if manifest.get("manifest_sha256") != manifest_digest(manifest):
-        raise BundleError(f"{path}: its content does not match its manifest_sha256: it was edited after export; "
-                          "refusing to load it (export the policy again)")
-    files = manifest.get("files")
-    if not isinstance(files, dict) or POLICY_GRAPH not in files:
-        raise BundleError(f"{path}: lists no files (or no {POLICY_GRAPH}); the manifest is damaged, export the policy again")
-    for name, entry in files.items():
-        file = folder / name
-        if not file.is_file():
-            raise BundleError(f"{file}: missing from the bundle; the manifest lists it")
-        found = sha256_file(file)
-        if found != entry.get("sha256"):
-            raise BundleError(
-                f"{file}: sha256 {found} differs from the manifest's {entry.get('sha256')}: the file was changed after "
-                "export or comes from another bundle; refusing to load it (export the policy again)"
-            )
-    return manifest
 
 
 @dataclass(frozen=True)
@@ -154,28 +105,28 @@ def _session(path: Path, threads: int) -> ort.InferenceSession:
 class Bundle:
     """A verified bundle: the policy graph, the encoder graph for encoder-observation policies, and the manifest.
 
-    ``Bundle(folder)`` raises :class:`BundleError` for a bundle that cannot be trusted (see :func:`read_manifest`).
+    ``Bundle(folder)`` raises :class:`BundleError` for a bundle that cannot be trusted (see :func:`~offerpilot.deployment.manifest.read_manifest`).
 
     :param threads: onnxruntime intra-op threads (0: onnxruntime's default, one per core).
     """
 
     def __init__(self, folder: str | Path, threads: int = 0) -> None:
         self.folder = Path(folder)
-        self.manifest = read_manifest(self.folder)
+        self.manifest: BundleManifest = read_manifest(self.folder)
         m = self.manifest
-        self.policy_id: str = m["policy_id"]
-        self.feature_names: tuple[str, ...] = tuple(m["features"]["names"])
-        self.raw_feature_names: tuple[str, ...] = tuple(m["features"]["raw"])
-        self.action_ids: tuple[str, ...] = tuple(m["actions"]["ids"])
-        self.catalog: OfferCatalog = parse_catalog(m["actions"]["catalog"], source=f"{self.folder / MANIFEST} (actions.catalog)")
+        self.policy_id: str = m.policy_id
+        self.feature_names: tuple[str, ...] = tuple(m.features.names)
+        self.raw_feature_names: tuple[str, ...] = tuple(m.features.raw)
+        self.action_ids: tuple[str, ...] = tuple(m.actions.ids)
+        self.catalog: OfferCatalog = parse_catalog(m.actions.catalog, source=f"{self.folder / MANIFEST} (actions.catalog)")
         if self.catalog.ids != self.action_ids:
             raise BundleError(f"{self.folder / MANIFEST}: the catalog's offers {list(self.catalog.ids)} differ from the policy's actions {list(self.action_ids)}")
         self._policy = _session(self.folder / POLICY_GRAPH, threads)
         self._check_policy_graph()
         self.tokenizer: EventTokenizer | None = None
         self._encoder: ort.InferenceSession | None = None
-        if m["observation"] == "encoder":
-            missing = [name for name in (ENCODER_GRAPH, TOKENIZER_FILE) if name not in m["files"]]
+        if m.observation == "encoder":
+            missing = [name for name in (ENCODER_GRAPH, TOKENIZER_FILE) if name not in m.files]
             if missing:
                 raise BundleError(f"{self.folder / MANIFEST}: an encoder-observation policy needs {missing} listed in the manifest")
             self.tokenizer = EventTokenizer.from_pretrained(self.folder)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from offerpilot.agents.ope.validation import (
+from offerpilot.ope.checks import (
     SUM_TOL,
     as_actions,
     as_float_array,

@@ -6,6 +6,7 @@ Off-policy evaluation needs the full action distribution, so ``action_probs`` is
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -29,11 +30,13 @@ def act(
     deterministic: bool = False,
     rng: np.random.Generator | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Choose an action per row; returns ``(actions (n,) int64, propensities (n,) float64)``.
+    """Choose an action per row; returns ``(actions (n,) int64, propensities (n,) float64)``."""
+    return choose_actions(policy.action_probs(obs, mask), deterministic=deterministic, rng=rng)
 
-    Sampling is inverse-CDF on one uniform per row, so it is vectorised and seeded by ``rng``.
-    """
-    probs = policy.action_probs(obs, mask)
+
+def choose_actions(probs: np.ndarray, *, deterministic: bool = False, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The mode of each row of ``probs`` with ``deterministic``, else a draw from it (inverse CDF on one uniform per
+    row, vectorised and seeded by ``rng``); returns ``(actions (n,) int64, their probabilities (n,))``."""
     if deterministic:
         actions = probs.argmax(axis=1)
         return actions, probs[np.arange(probs.shape[0]), actions]
@@ -49,3 +52,19 @@ def sample_actions(probs: np.ndarray, rng: np.random.Generator) -> tuple[np.ndar
     u = rng.random(probs.shape[0])[:, None] * cdf[:, -1:]
     actions = np.minimum((cdf <= u).sum(axis=1), probs.shape[1] - 1).astype(np.int64)
     return actions, probs[np.arange(probs.shape[0]), actions]
+
+
+def uniform_over(mask: np.ndarray) -> np.ndarray:
+    """Equal probability on each legal action of every row of ``mask``."""
+    m = mask.astype(np.float64)
+    return m / m.sum(axis=1, keepdims=True)
+
+
+@dataclass(frozen=True)
+class UniformRandomPolicy:
+    """Each legal action with equal probability: the ideal logging policy for off-policy evaluation."""
+
+    policy_id: str = "uniform"
+
+    def action_probs(self, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return uniform_over(mask)

@@ -24,8 +24,8 @@ from typing import ClassVar, NamedTuple
 
 import numpy as np
 
-from offerpilot.agents.ope.bootstrap import Interval, bootstrap_interval, ratio_contributions
-from offerpilot.agents.ope.validation import (
+from offerpilot.ope.bootstrap import Interval, bootstrap_interval, ratio_contributions
+from offerpilot.ope.checks import (
     as_float_array,
     as_mask,
     check_finite,

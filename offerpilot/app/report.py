@@ -10,11 +10,12 @@ from typing import Any
 import markdown
 import pandas as pd
 
-from offerpilot.agents.comparison import Comparison
-from offerpilot.agents.comparison_plots import plot_clv_by_policy, plot_frontier, plot_learning_curves
-from offerpilot.agents.off_policy import OPEReport
-from offerpilot.agents.offer_mix import offer_mix, plot_offer_mix, quintiles, recency_segments
-from offerpilot.agents.ope_plot import plot_ope
+from offerpilot.evaluation.comparison import Comparison
+from offerpilot.evaluation.plots import plot_clv_by_policy, plot_frontier, plot_learning_curves
+from offerpilot.ope.off_policy import OPEReport
+from offerpilot.deployment.manifest import BundleManifest
+from offerpilot.deployment.offer_mix import offer_mix, plot_offer_mix, quintiles, recency_segments
+from offerpilot.ope.plot import plot_ope
 from offerpilot.atomic import write_text_atomic
 
 Z95 = 1.959963984540054
@@ -22,14 +23,14 @@ Z95 = 1.959963984540054
 
 @dataclass(frozen=True)
 class DemoReport:
-    """Everything the report shows; see :func:`offerpilot.demo.run_demo` for where each part comes from."""
+    """Everything the report shows; see :func:`offerpilot.app.demo.run_demo` for where each part comes from."""
 
     config: Any
     comparison: Comparison
     ope: OPEReport
     ope_truth: tuple[float, float]
     """The trained policy's true value per decision under the logging policy's customers, and its standard error."""
-    manifest: dict[str, Any]
+    manifest: BundleManifest
     bundle_dir: Path
     scored: pd.DataFrame
     """The bundle's decisions for every logged customer (``offerpilot score``'s table)."""
@@ -71,7 +72,7 @@ def offer_mix_tables(report: DemoReport) -> dict[str, pd.DataFrame]:
     """The scored batch's offer shares by recency segment, predicted churn risk and predicted CLV."""
     scored = report.scored.merge(report.predictions, on="user_id", how="left", validate="one_to_one")
     users = scored["user_id"].to_numpy()
-    offer_ids = tuple(report.manifest["actions"]["ids"])
+    offer_ids = tuple(report.manifest.actions.ids)
     as_of = pd.Timestamp(scored["ts"].iloc[0])
     return {
         "by recency segment": offer_mix(scored["offer_id"], recency_segments(report.events, as_of, users).reset_index(drop=True).array, offer_ids),
@@ -165,7 +166,7 @@ def _who_gets_what(report: DemoReport, mix: dict[str, pd.DataFrame]) -> str:
 
 The exported bundle scored all {len(scored):,} logged customers at {pd.Timestamp(scored['ts'].iloc[0])}, the start of the
 next decision period, exactly as `offerpilot score` does for a shop (features rebuilt from the logs, contact
-caps counted from the logged messages, {report.manifest.get('policy_id', 'the policy')} with 5 % exploration). Overall:
+caps counted from the logged messages, {report.manifest.policy_id} with 5 % exploration). Overall:
 {', '.join(f'{o} {s:.0%}' for o, s in overall.items())}. Churn risk and CLV are the encoder's predictions.
 
 {tables}
@@ -217,14 +218,14 @@ intervals; each run keeps its best validated policy.
 
 def _bundle(report: DemoReport) -> str:
     m = report.manifest
-    files = "\n".join(f"| {name} | {entry['bytes']:,} | `{entry['sha256'][:16]}` |" for name, entry in m["files"].items())
-    parity = m["metrics"]["parity"]
-    n_features = len(m["features"]["names"])
+    files = "\n".join(f"| {name} | {entry.bytes:,} | `{entry.sha256[:16]}` |" for name, entry in m.files.items())
+    parity = m.metrics.parity
+    n_features = len(m.features.names)
     return f"""## 5. The exported bundle
 
-`{report.bundle_dir.name}/` holds policy `{m['policy_id']}` for the marketing engine: an ONNX graph that maps a customer's
+`{report.bundle_dir.name}/` holds policy `{m.policy_id}` for the marketing engine: an ONNX graph that maps a customer's
 {n_features} features and the offers allowed now to a probability per action and an expected value, the manifest
-(catalog, feature order, objective with lam = {m['objective']['lam']}, training data, metrics, a sha256 for every file:
+(catalog, feature order, objective with lam = {m.objective['lam']}, training data, metrics, a sha256 for every file:
 a changed file is refused) and a model card. onnxruntime matched torch within
 {parity['random']['probabilities_max_abs_diff']:.1e} on {parity['random']['inputs']:,} random inputs and
 {parity['simulated']['probabilities_max_abs_diff']:.1e} on {parity['simulated']['inputs']:,} simulated decisions.

@@ -1,9 +1,8 @@
 """The target policy of an off-policy evaluation, as action probabilities at every logged decision.
 
 A target is a policy object (a baseline by name, or anything meeting :class:`Policy`) evaluated on
-the features and legal actions rebuilt from the logs; a trained policy (an exported bundle, a policy
-folder or a training run) likewise, its encoder reading each customer's history as of each decision;
-or a table giving the probabilities directly (``user_id``, ``ts``, one ``prob_<offer_id>`` column per
+the features and legal actions rebuilt from the logs (a saved policy likewise, through
+``offerpilot.deployment.target_probs``); or a table giving the probabilities directly (``user_id``, ``ts``, one ``prob_<offer_id>`` column per
 catalog offer).
 """
 
@@ -15,9 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from offerpilot.agents.logged_decisions import LoggedDecisions
-from offerpilot.agents.policy import Policy
-from offerpilot.agents.seed_selection import resolve_run
+from offerpilot.envs.policy import Policy
+from offerpilot.ope.logged_decisions import LoggedDecisions
 from offerpilot.catalog import OfferCatalog
 from offerpilot.errors import DataError, Problem
 from offerpilot.schema import PROB_PREFIX
@@ -31,54 +29,12 @@ def policy_probs(policy: Policy, data: LoggedDecisions) -> np.ndarray:
     return np.asarray(policy.action_probs(data.features, data.legal), np.float64)
 
 
-def trained_policy_probs(path: str | Path, data: LoggedDecisions, events: pd.DataFrame, catalog: OfferCatalog) -> np.ndarray:
-    """A trained policy's action probabilities at the logged decisions. ``path`` is an exported bundle
-    (``offerpilot export``: hashes checked), a policy folder (``policy.json``) or a training run (its best policy).
-
-    :raises ValueError: the policy acts on other offers than ``catalog``'s, or reads the simulator's latent state
-        (the oracle), which no log holds.
-    """
-    from offerpilot.agents.bundle import MANIFEST, Bundle
-
-    path = Path(path)
-    if (path / MANIFEST).is_file():
-        bundle = Bundle(path)
-        _check_actions(bundle.action_ids, catalog, path)
-        if bundle.tokenizer is None:
-            return policy_probs(bundle, data)
-        encoded = _at_decision_times(data, lambda ts, users: bundle.encoder_features(events, ts, users))
-        return np.asarray(bundle.action_probs(np.concatenate([data.features, encoded], axis=1), data.legal), np.float64)
-
-    from offerpilot.agents.ppo_policy import PPOPolicy
-
-    path = resolve_run(path)
-    folder = path if (path / "policy.json").is_file() else path / "best_policy" if (path / "best_policy").is_dir() else path / "policy"
-    policy = PPOPolicy.load(folder)
-    _check_actions(policy.action_ids, catalog, folder)
-    observation = policy.metadata.get("observation", "raw")
-    if observation == "latent":
-        raise ValueError(f"{folder}: an oracle policy reads the simulator's latent state, which logs do not hold; it cannot be evaluated off-policy")
-    if observation == "raw":
-        return policy_probs(policy, data)
-    from offerpilot.encoders.training import load_encoder
-
-    encoder = Path(policy.metadata["encoder"])
-    model, tokenizer = load_encoder(encoder if encoder.is_absolute() else folder.parent / encoder)
-
-    def encode(ts: pd.Timestamp, users: np.ndarray) -> np.ndarray:
-        out = model.encode(tokenizer.encode(events, ts, user_ids=users))
-        return np.column_stack([out.embedding, out.churn_probability, np.log1p(out.expected_clv)]).astype(np.float32)
-
-    encoded = _at_decision_times(data, encode)
-    return np.asarray(policy.action_probs(np.concatenate([data.features, encoded], axis=1), data.legal), np.float64)
-
-
-def _check_actions(action_ids: tuple[str, ...], catalog: OfferCatalog, source: Path) -> None:
+def check_actions(action_ids: tuple[str, ...], catalog: OfferCatalog, source: Path) -> None:
     if tuple(action_ids) != tuple(catalog.ids):
         raise ValueError(f"{source}: the policy chooses among {list(action_ids)}, the logs' catalog has {list(catalog.ids)}")
 
 
-def _at_decision_times(data: LoggedDecisions, encode: Callable[[pd.Timestamp, np.ndarray], np.ndarray]) -> np.ndarray:
+def at_decision_times(data: LoggedDecisions, encode: Callable[[pd.Timestamp, np.ndarray], np.ndarray]) -> np.ndarray:
     """``encode(ts, user_ids)`` for the customers of every distinct decision time, stacked in decision order."""
     times, group = np.unique(data.ts, return_inverse=True)
     parts = [(np.flatnonzero(group == g), encode(pd.Timestamp(t), data.user_id[group == g])) for g, t in enumerate(times)]

@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from offerpilot.agents.logged_decisions import LoggedDecisions
-from offerpilot.agents.ope import (
+from offerpilot.ope.logged_decisions import LoggedDecisions
+from offerpilot.ope import (
     CrossFittedRewardModel,
     DirectMethod,
     DoublyRobust,
@@ -34,7 +34,7 @@ from offerpilot.agents.ope import (
     WeightedPDIS,
     weight_diagnostics,
 )
-from offerpilot.agents.ope.bootstrap import INTERVAL_METHODS
+from offerpilot.ope.bootstrap import INTERVAL_METHODS
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class OPEConfig:
     delta-method standard error) or ``"percentile"``. On 250 simulated logs of 2,000 customers under uniform
     logging (scripts/ope_validation.py), DR's and SNIPS's percentile intervals covered 88-90 % and missed on the
     low side 2-5 times as often as on the high side; the studentized ones covered 90-91 % with balanced misses
-    (see :mod:`offerpilot.agents.ope.bootstrap`). The trajectory estimators keep percentile intervals."""
+    (see :mod:`offerpilot.ope.bootstrap`). The trajectory estimators keep percentile intervals."""
     seed: int = 0
 
     def __post_init__(self) -> None:

@@ -1,6 +1,6 @@
 """Off-policy evaluation: what a policy would have earned on logged decisions."""
 
-from offerpilot.agents.ope.bandit import (
+from offerpilot.ope.bandit import (
     BanditEstimator,
     DirectMethod,
     DoublyRobust,
@@ -10,11 +10,11 @@ from offerpilot.agents.ope.bandit import (
     SelfNormalizedIPS,
     SwitchDoublyRobust,
 )
-from offerpilot.agents.ope.bootstrap import Interval
-from offerpilot.agents.ope.diagnostics import WeightDiagnostics, weight_diagnostics
-from offerpilot.agents.ope.fqe import FittedQEvaluation
-from offerpilot.agents.ope.reward_model import CrossFittedRewardModel
-from offerpilot.agents.ope.sequential import PerDecisionIS, TrajectoryEstimator, WeightedDoublyRobust, WeightedPDIS
+from offerpilot.ope.bootstrap import Interval
+from offerpilot.ope.diagnostics import WeightDiagnostics, weight_diagnostics
+from offerpilot.ope.fqe import FittedQEvaluation
+from offerpilot.ope.regression_model import CrossFittedRewardModel
+from offerpilot.ope.sequential import PerDecisionIS, TrajectoryEstimator, WeightedDoublyRobust, WeightedPDIS
 
 __all__ = [
     "BanditEstimator",

@@ -12,7 +12,7 @@ Arguments follow Open Bandit Pipeline (Saito et al. 2021): ``reward`` (n,) float
 can be run over one batch; the reward model is optional for the pure importance-weighting ones.
 Self-normalised estimators divide by the mean weight, so their per-decision contributions are scaled
 by it as in OBP; their bootstrap redoes that normalisation in each replicate. Intervals are studentized
-bootstrap (bootstrap-t) intervals by default; see :mod:`offerpilot.agents.ope.bootstrap`.
+bootstrap (bootstrap-t) intervals by default; see :mod:`offerpilot.ope.bootstrap`.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from typing import ClassVar, NamedTuple
 
 import numpy as np
 
-from offerpilot.agents.ope.bootstrap import Interval, IntervalMethod, bootstrap_interval, ratio_contributions
-from offerpilot.agents.ope.validation import (
+from offerpilot.ope.bootstrap import Interval, IntervalMethod, bootstrap_interval, ratio_contributions
+from offerpilot.ope.checks import (
     as_actions,
     as_float_array,
     check_distributions,
@@ -122,7 +122,7 @@ class BanditEstimator(ABC):
         ``method="studentized"`` (bootstrap-t with the cluster-robust delta-method standard error) is the
         default: importance-weighted contributions are right-skewed and heavy-tailed, and the percentile
         interval (``method="percentile"``) then misses mostly on the low side; see
-        :mod:`offerpilot.agents.ope.bootstrap`."""
+        :mod:`offerpilot.ope.bootstrap`."""
         numerator, denominator = self._validated_terms(reward, action, pscore, action_dist, estimated_rewards)
         return bootstrap_interval(numerator, denominator, alpha, n_bootstrap, random_state, groups, method)
 

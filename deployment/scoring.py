@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from offerpilot.agents.bundle import Bundle, Decisions, Exploration
+from offerpilot.deployment.bundle import Bundle, Decisions, Exploration
 from offerpilot.envs.log_state import observable_state_from_logs
 from offerpilot.envs.masks import action_mask
 from offerpilot.envs.objective import ObjectiveConfig
@@ -75,7 +75,7 @@ def customer_inputs(
     """
     as_of = pd.Timestamp(as_of)
     start = (pd.Timestamp(period_start) if period_start is not None else as_of).normalize()
-    objective = ObjectiveConfig(**bundle.manifest["objective"])
+    objective = ObjectiveConfig(**bundle.manifest.objective)
     day = (as_of - start).days
     if not 0 <= day < objective.horizon_days:
         raise ValueError(f"as_of {as_of} is day {day} of the decision period starting {start.date()}; the policy plans over "

@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from offerpilot.agents.comparison import Comparison  # noqa: E402
+from offerpilot.evaluation.comparison import Comparison  # noqa: E402
 from offerpilot.atomic import atomic_path  # noqa: E402
 
 

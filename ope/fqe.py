@@ -22,9 +22,9 @@ from sklearn.base import RegressorMixin, clone
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.exceptions import NotFittedError
 
-from offerpilot.agents.ope.bootstrap import Interval, bootstrap_interval
-from offerpilot.agents.ope.design import predict_all_actions, state_action_design
-from offerpilot.agents.ope.validation import as_actions, as_float_array, as_mask, check_distributions, check_finite
+from offerpilot.ope.bootstrap import Interval, bootstrap_interval
+from offerpilot.ope.design import predict_all_actions, state_action_design
+from offerpilot.ope.checks import as_actions, as_float_array, as_mask, check_distributions, check_finite
 
 
 @dataclass(eq=False)

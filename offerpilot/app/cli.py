@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from offerpilot.agents.baselines import COMPARED_BASELINES
-from offerpilot.agents.seeds import HELD_OUT_SEED, TUNING_SEEDS
+from offerpilot.seeds import HELD_OUT_SEED, TUNING_SEEDS
 from offerpilot.agents.train_config import LEARNING_RATE_SCHEDULES, OBSERVATIONS, TrainConfig
 from offerpilot.atomic import atomic_directory, write_text_atomic
 from offerpilot.envs.observers import LATENT_FEATURES, LOG_INFORMED_FEATURES, STABLE_TRAITS
@@ -311,7 +311,7 @@ def _add_exploration_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from offerpilot.demo import DemoConfig, run_demo
+    from offerpilot.app.demo import DemoConfig, run_demo
 
     config = DemoConfig.quick(args.seed) if args.quick else DemoConfig(seed=args.seed)
     result = run_demo(config, args.out, progress=not args.no_progress)
@@ -322,7 +322,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from offerpilot.agents.baselines import EpsilonGreedyPolicy, NoOfferPolicy, RecencyRulePolicy, UniformRandomPolicy
+    from offerpilot.agents.baselines import EpsilonGreedyPolicy, NoOfferPolicy, RecencyRulePolicy
+    from offerpilot.envs.policy import UniformRandomPolicy
     from offerpilot.catalog import load_catalog
     from offerpilot.envs.log_generation import simulate_logs
     from offerpilot.envs.objective import ObjectiveConfig
@@ -374,7 +375,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     from offerpilot.catalog import load_catalog
-    from offerpilot.validation import validate_paths
+    from offerpilot.tables import validate_paths
 
     catalog = load_catalog(args.catalog)
     report = validate_paths(args.paths, catalog)
@@ -392,10 +393,11 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _ope(args: argparse.Namespace) -> int:
     from offerpilot.agents.baselines import BASELINES, make_baseline
-    from offerpilot.agents.logged_decisions import logged_decisions
-    from offerpilot.agents.off_policy import OPEConfig, evaluate_off_policy
-    from offerpilot.agents.ope_plot import plot_ope
-    from offerpilot.agents.target_policy import policy_probs, table_probs, trained_policy_probs
+    from offerpilot.ope.logged_decisions import logged_decisions
+    from offerpilot.ope.off_policy import OPEConfig, evaluate_off_policy
+    from offerpilot.ope.plot import plot_ope
+    from offerpilot.deployment.target_probs import trained_policy_probs
+    from offerpilot.ope.target_policy import policy_probs, table_probs
     from offerpilot.catalog import load_catalog
     from offerpilot.envs.objective import ObjectiveConfig
     from offerpilot.tables import read_logs
@@ -554,7 +556,8 @@ _TRAIN_OPTIONS = ("observation", "latent_features", "encoder", "lam", "discount_
 
 def _train(args: argparse.Namespace) -> int:
     from offerpilot.agents.ppo_training import train_ppo
-    from offerpilot.agents.seed_selection import seeds_of, train_seeds
+    from offerpilot.agents.seed_selection import train_seeds
+    from offerpilot.agents.trained_run import seeds_of
 
     if args.selection_customers < 1:
         raise ValueError(f"--selection-customers must be >= 1, got {args.selection_customers}")
@@ -590,8 +593,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from offerpilot.agents.comparison import arena_for, best_of_seeds, compare, load_run, renamed, tuned_baselines
-    from offerpilot.agents.comparison_plots import plot_clv_by_policy, plot_frontier, plot_learning_curves
+    from offerpilot.evaluation.comparison import arena_for, best_of_seeds, compare, load_run, renamed, tuned_baselines
+    from offerpilot.evaluation.plots import plot_clv_by_policy, plot_frontier, plot_learning_curves
 
     runs = [load_run(r) for r in args.runs]
     encoder = args.encoder or next((c.encoder_dir for c in runs if c.encoder_dir is not None), None)
@@ -620,14 +623,14 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from offerpilot.agents.bundle import MANIFEST
-    from offerpilot.agents.export import ExportConfig, export_bundle
+    from offerpilot.deployment.manifest import MANIFEST
+    from offerpilot.deployment.export import ExportConfig, export_bundle
 
     config = ExportConfig(policy=args.policy, n_random=args.parity_inputs, n_customers=args.parity_customers, seed=args.seed)
     manifest = export_bundle(args.run_dir, args.out, config)
-    parity = manifest["metrics"]["parity"]
-    print(f"exported {manifest['policy_id']} ({manifest['observation']} observation, lam {manifest['objective']['lam']}) to {args.out}: "
-          f"{', '.join(manifest['files'])}, {MANIFEST}")
+    parity = manifest.metrics.parity
+    print(f"exported {manifest.policy_id} ({manifest.observation} observation, lam {manifest.objective['lam']}) to {args.out}: "
+          f"{', '.join(manifest.files)}, {MANIFEST}")
     print(f"parity onnxruntime vs torch, max |difference| of action probabilities: {parity['random']['probabilities_max_abs_diff']:.2e} "
           f"on {parity['random']['inputs']:,} random inputs (tolerance {parity['tolerance']:g}), {parity['simulated']['probabilities_max_abs_diff']:.2e} on "
           f"{parity['simulated']['inputs']:,} simulated decisions (tolerance {parity['simulated_tolerance']:g})")
@@ -635,8 +638,8 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
-    from offerpilot.agents.bundle import Bundle, Exploration
-    from offerpilot.agents.scoring import ScoringConfig, score_file
+    from offerpilot.deployment.bundle import Bundle, Exploration
+    from offerpilot.deployment.scoring import ScoringConfig, score_file
 
     exploration = Exploration(epsilon=args.epsilon, temperature=args.temperature, greedy=args.greedy)
     bundle = Bundle(args.bundle, threads=args.threads)
@@ -652,8 +655,8 @@ def _score(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from offerpilot.agents.bundle import Exploration
-    from offerpilot.agents.serving import create_app
+    from offerpilot.deployment.bundle import Exploration
+    from offerpilot.deployment.serving import create_app
 
     exploration = Exploration(epsilon=args.epsilon, temperature=args.temperature, greedy=args.greedy)
     app = create_app(args.bundle, exploration, seed=args.seed, threads=args.threads)

@@ -8,16 +8,14 @@ customers are independent).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from offerpilot.agents.policy import Policy, act
+from offerpilot.envs.history import HistoryFeatures
+from offerpilot.envs.policy import Policy
+from offerpilot.envs.rollout import Cohort, rollout
 from offerpilot.envs.simulator import PopulationSimulator
 
-if TYPE_CHECKING:
-    from offerpilot.encoders.observer import EncoderObserver
 
 RETENTION_DAYS = (90, 180, 365)
 Z95 = 1.959963984540054
@@ -74,29 +72,20 @@ def evaluate_policy(
     seed: int,
     deterministic: bool = False,
     progress: bool = False,
-    encoder: EncoderObserver | None = None,
+    encoder: HistoryFeatures | None = None,
 ) -> PolicyEvaluation:
     """Run ``n_customers`` fresh customers (seeded by ``seed``) through one decision period under ``policy``.
 
     :param encoder: append this encoder observer's features to the simulator's (as the training environment
         does); the customers and their outcomes under a given sequence of actions are the same either way.
     """
-    rng = np.random.default_rng(seed)
-    history = on_day = on_acquire = None
-    if encoder is not None:
-        history = encoder.empty(n_customers)
-        on_day, on_acquire = encoder.recorders(history)
-    traits, state = sim.new_customers(n_customers, rng, on_day=on_day, on_acquire=on_acquire)
+    rng = np.random.default_rng(seed)  # draws the customers, then the actions of a policy that samples
+    cohort = Cohort.new(sim, n_customers, rng, encoder)
     horizon = sim.config.objective.horizon_days
     totals = {k: np.zeros(n_customers) for k in ("objective", "short", "clv", "revenue_short", "revenue", "sent", "discount")}
     # Day each customer dropped out on: -1 for those gone before decisions began, horizon if never.
-    dropout_day = np.where(state.alive, horizon, -1)
-    for _ in tqdm(range(sim.config.n_decisions), desc=f"evaluating {policy.policy_id}", disable=not progress):
-        obs = sim.observe(traits, state)
-        if encoder is not None:
-            obs = np.concatenate([obs, encoder.observe(history, state)], axis=1)
-        actions, _ = act(policy, obs, sim.action_mask(state), deterministic=deterministic, rng=rng)
-        state, out = sim.advance(traits, state, actions, on_day=on_day)
+    dropout_day = np.where(cohort.state.alive, horizon, -1)
+    for _, out in rollout(cohort, policy, rng, deterministic, progress=progress, desc=f"evaluating {policy.policy_id}"):
         dropout_day = np.where(out.churned, out.churn_day, dropout_day)
         totals["objective"] += out.reward
         totals["short"] += out.margin_short

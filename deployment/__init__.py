@@ -1,0 +1,1 @@
+"""Deployment: the exported bundle, batch scoring, the HTTP decision service."""

@@ -1,0 +1,1 @@
+"""The built-in offer catalog and reference population (package data)."""
