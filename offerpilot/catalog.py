@@ -82,11 +82,11 @@ class OfferCatalog:
         return tuple(o.id for o in self.offers)
 
     def index(self, offer_id: str) -> int:
-        """Action index of ``offer_id``; KeyError naming the known ids if absent."""
+        """Action index of ``offer_id``; a ValueError naming the known ids if absent."""
         try:
             return self.ids.index(offer_id)
         except ValueError:
-            raise KeyError(f"unknown offer id {offer_id!r}; the catalog has {list(self.ids)}") from None
+            raise ValueError(f"unknown offer id {offer_id!r}; the catalog has {list(self.ids)}") from None
 
     # Array views, shape (n_actions,), used by the vectorised simulator and the masks.
     @cached_property

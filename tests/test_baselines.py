@@ -121,7 +121,7 @@ def test_rules_name_the_feature_they_miss(sim):
         ChurnThresholdPolicy(sim.catalog, RAW)
     with pytest.raises(ValueError, match="churn_probability"):
         make_baseline("churn_threshold", sim.catalog)
-    with pytest.raises(KeyError, match="pct99"):
+    with pytest.raises(ValueError, match="pct99"):
         FixedSchedulePolicy(sim.catalog, RAW, offer="pct99")
     with pytest.raises(ValueError, match="fit_reward_model_policy"):
         make_baseline("uplift", sim.catalog)

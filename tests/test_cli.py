@@ -26,14 +26,21 @@ def simulated(tmp_path_factory) -> Path:
     return out
 
 
-def test_help_lists_every_command():
-    """--help names each subcommand and each has its own --help."""
+COMMANDS = ("demo", "simulate", "validate", "calibrate", "ope", "encoder train", "encoder embed", "train", "evaluate", "export", "score", "serve")
+"""Every command of offerpilot (``encoder`` has two)."""
+
+
+def test_help_lists_every_command(capsys):
+    """--help names each subcommand, each has its own --help, and no command exists that this list misses."""
     result = run("--help")
     assert result.returncode == 0
-    for command in ("demo", "simulate", "validate", "calibrate"):
-        assert command in result.stdout
-        sub = run(command, "--help")
-        assert sub.returncode == 0 and "usage: offerpilot " + command in sub.stdout
+    listed = {line.split()[0] for line in result.stdout.split("commands:")[1].splitlines()[2:] if line.startswith("    ") and not line.startswith("     ")}
+    assert listed == {c.split()[0] for c in COMMANDS}
+    for command in COMMANDS:
+        with pytest.raises(SystemExit) as exit_:
+            main([*command.split(), "--help"])
+        assert exit_.value.code == 0
+        assert capsys.readouterr().out.startswith("usage: offerpilot " + command)
 
 
 def test_simulate_writes_the_contract_and_validates(simulated):

@@ -1,0 +1,1 @@
+"""The ``offerpilot`` subcommands: each module adds its parsers (``register``) and the functions they run."""

@@ -1,0 +1,22 @@
+"""What several commands share: the type of every date flag."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def timestamp(text: str) -> pd.Timestamp:
+    """The type of every date flag: ISO 8601 text as a pandas Timestamp, tz-naive UTC like the logs."""
+    import pandas as pd  # here, so that --help does not wait for pandas
+
+    try:
+        ts = pd.Timestamp(text)
+    except (ValueError, TypeError):
+        ts = pd.NaT
+    if ts is pd.NaT:
+        raise argparse.ArgumentTypeError(f"cannot read {text!r} as a date; expected ISO 8601 such as 2025-01-31 or 2025-01-31T09:30:00")
+    return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo is not None else ts
