@@ -18,14 +18,30 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from offerpilot.agents.baselines import COMPARED_BASELINES
+from offerpilot.agents.ppo_training import train_ppo
+from offerpilot.agents.train_config import TrainConfig
+from offerpilot.app.report import DemoReport, write_report
 from offerpilot.atomic import write_text_atomic
-
-if TYPE_CHECKING:
-    from offerpilot.evaluation.comparison import Comparison
+from offerpilot.deployment.bundle import Bundle
+from offerpilot.deployment.export import ExportConfig, export_bundle
+from offerpilot.deployment.scoring import ScoringConfig, score_customers
+from offerpilot.deployment.target_probs import trained_policy_probs
+from offerpilot.encoders.embedding import embed_customers
+from offerpilot.encoders.simulated import train_encoder_on_logs
+from offerpilot.encoders.training import EncoderTrainingConfig, load_encoder
+from offerpilot.envs.log_generation import simulate_logs
+from offerpilot.envs.observers import LOG_INFORMED_FEATURES
+from offerpilot.envs.policy import UniformRandomPolicy
+from offerpilot.evaluation.comparison import Comparison, arena_for, compare, load_run, tuned_baselines
+from offerpilot.ope.logged_decisions import logged_decisions
+from offerpilot.ope.off_policy import OPEConfig, evaluate_off_policy
+from offerpilot.ope.truth import per_decision_value
+from offerpilot.seeds import HELD_OUT_SEED
+from offerpilot.tables import read_decisions, read_events, write_table
 
 SUMMARY = "summary.json"
 """The demo's verdicts as numbers (see :func:`summary`), for scripts that compare demos across seeds."""
@@ -125,27 +141,6 @@ def prepare_folder(out: Path, config: DemoConfig) -> None:
 
 def run_demo(config: DemoConfig, out: str | Path, progress: bool = True) -> DemoResult:
     """Run the whole loop into ``out`` (see the module docstring) and write ``out/report``."""
-    from offerpilot.agents.baselines import COMPARED_BASELINES
-    from offerpilot.envs.policy import UniformRandomPolicy
-    from offerpilot.deployment.bundle import Bundle
-    from offerpilot.evaluation.comparison import arena_for, compare, load_run, tuned_baselines
-    from offerpilot.deployment.export import ExportConfig, export_bundle
-    from offerpilot.ope.logged_decisions import logged_decisions
-    from offerpilot.ope.off_policy import OPEConfig, evaluate_off_policy
-    from offerpilot.ope.truth import per_decision_value
-    from offerpilot.agents.ppo_training import train_ppo
-    from offerpilot.deployment.scoring import ScoringConfig, score_customers
-    from offerpilot.seeds import HELD_OUT_SEED
-    from offerpilot.deployment.target_probs import trained_policy_probs
-    from offerpilot.agents.train_config import TrainConfig
-    from offerpilot.encoders.embedding import embed_customers
-    from offerpilot.encoders.simulated import train_encoder_on_logs
-    from offerpilot.encoders.training import EncoderTrainingConfig, load_encoder
-    from offerpilot.envs.log_generation import simulate_logs
-    from offerpilot.envs.observers import LOG_INFORMED_FEATURES
-    from offerpilot.app.report import DemoReport, write_report
-    from offerpilot.tables import read_decisions, read_events, write_table
-
     out = Path(out)
     prepare_folder(out, config)
     steps = _Steps(8, progress)
