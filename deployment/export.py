@@ -59,7 +59,6 @@ export accepts."""
 ENCODER_PATH_TOLERANCE = 1e-4
 """The same along the whole path of an encoder policy, where each runtime computes its own encoder features: those
 differ by about one float32 rounding step (1e-6), which the policy's logits can amplify tenfold."""
-"""Which policy of a run to export: the best on validation customers, or the last one trained."""
 RETURN_EPSILON = 1e-8
 """``VecNormalize``'s epsilon: rewards were divided by ``sqrt(ret_var + epsilon)`` during training."""
 
