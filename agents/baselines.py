@@ -13,6 +13,8 @@ from offerpilot.catalog import OFFER_KINDS, OfferCatalog
 from offerpilot.envs.observers import RawFeatureObserver
 from offerpilot.envs.policy import UniformRandomPolicy, uniform_over
 from offerpilot.envs.simulator import PopulationSimulator
+from offerpilot.errors import InputError
+
 
 @dataclass(frozen=True)
 class NoOfferPolicy:
@@ -64,7 +66,7 @@ class EpsilonGreedyPolicy:
 
     def __post_init__(self) -> None:
         if not 0.0 < self.epsilon <= 1.0:
-            raise ValueError(f"epsilon must be in (0, 1], got {self.epsilon}")
+            raise InputError(f"epsilon must be in (0, 1], got {self.epsilon}")
 
     def action_probs(self, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
         return (1.0 - self.epsilon) * self.base.action_probs(obs, mask) + self.epsilon * uniform_over(mask)
@@ -75,7 +77,7 @@ def _column(feature_names: Sequence[str], name: str, policy: str) -> int:
     try:
         return list(feature_names).index(name)
     except ValueError:
-        raise ValueError(f"{policy} needs the observation feature {name!r}, which is not among the {len(feature_names)} feature_names") from None
+        raise InputError(f"{policy} needs the observation feature {name!r}, which is not among the {len(feature_names)} feature_names") from None
 
 
 def _one_hot(chosen: np.ndarray, n_actions: int) -> np.ndarray:
@@ -103,7 +105,7 @@ class FixedSchedulePolicy:
 
     def __post_init__(self) -> None:
         if self.every_days < 1:
-            raise ValueError(f"every_days must be >= 1, got {self.every_days}")
+            raise InputError(f"every_days must be >= 1, got {self.every_days}")
         object.__setattr__(self, "_column", _column(self.feature_names, "log_days_since_message", type(self).__name__))
         object.__setattr__(self, "_target", self.catalog.index(self.offer))
 
@@ -134,14 +136,14 @@ class ChurnThresholdPolicy:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.threshold <= 1.0:
-            raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
+            raise InputError(f"threshold must be in [0, 1], got {self.threshold}")
         object.__setattr__(self, "_column", _column(self.feature_names, "churn_probability", type(self).__name__))
         if self.offer is not None:
             candidates = np.array([self.catalog.index(self.offer)])
         else:
             percent = np.flatnonzero(self.catalog.kind_code == OFFER_KINDS.index("percent_off"))
             if percent.size == 0:
-                raise ValueError("ChurnThresholdPolicy with offer=None needs a percent_off offer in the catalog")
+                raise InputError("ChurnThresholdPolicy with offer=None needs a percent_off offer in the catalog")
             # Deepest first; a stable sort keeps the lower action id first among equal depths.
             candidates = percent[np.argsort(-self.catalog.value[percent], kind="stable")]
         object.__setattr__(self, "_candidates", candidates)
@@ -193,8 +195,8 @@ def make_baseline(
     if name == "churn_threshold":
         return ChurnThresholdPolicy(catalog, tuple(feature_names), **params)
     if name in FITTED_BASELINES:
-        raise ValueError(f"baseline {name!r} is fitted to simulator logs: use fit_reward_model_policy({name!r}, sim, n_customers, seed)")
-    raise ValueError(f"unknown baseline {name!r}; choose one of {list(BASELINES + ENCODER_BASELINES)}")
+        raise InputError(f"baseline {name!r} is fitted to simulator logs: use fit_reward_model_policy({name!r}, sim, n_customers, seed)")
+    raise InputError(f"unknown baseline {name!r}; choose one of {list(BASELINES + ENCODER_BASELINES)}")
 
 
 def fit_reward_model_policy(
@@ -211,7 +213,7 @@ def fit_reward_model_policy(
     next decision window alone.
     """
     if name not in FITTED_BASELINES:
-        raise ValueError(f"unknown fitted baseline {name!r}; choose one of {list(FITTED_BASELINES)}")
+        raise InputError(f"unknown fitted baseline {name!r}; choose one of {list(FITTED_BASELINES)}")
     days = REWARD_MODEL_HORIZON_DAYS[name]
     interval = sim.config.decision_interval_days
     horizon_steps = 1 if days is None else -(-days // interval)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
+from offerpilot.errors import InputError
+
 
 class DiscountBudget(VecEnvWrapper):
     """Penalises discount money in the reward of ``venv`` (whose infos carry ``discount``) by a learned multiplier."""
@@ -18,7 +20,7 @@ class DiscountBudget(VecEnvWrapper):
     def __init__(self, venv: VecEnv, budget: float, step_size: float = 0.05, multiplier: float = 0.0) -> None:
         super().__init__(venv)
         if budget < 0:
-            raise ValueError(f"the discount budget must be >= 0, got {budget}")
+            raise InputError(f"the discount budget must be >= 0, got {budget}")
         self.budget = float(budget)
         self.step_size = float(step_size)
         self.multiplier = float(multiplier)

@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 
 from offerpilot.atomic import plain_permissions, safetensors_write_errors
+from offerpilot.errors import InputError
 
 POLICY_FORMAT = 1
 
@@ -90,7 +91,7 @@ class PPOPolicy:
 
     def action_probs(self, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
         if obs.shape[1] != len(self.feature_names):
-            raise ValueError(f"this policy reads {len(self.feature_names)} features, got observations with {obs.shape[1]}")
+            raise InputError(f"this policy reads {len(self.feature_names)} features, got observations with {obs.shape[1]}")
         logits = np.where(mask, self.logits(obs).astype(np.float64), -np.inf)
         probs = np.exp(logits - logits.max(axis=1, keepdims=True))
         return probs / probs.sum(axis=1, keepdims=True)
@@ -125,14 +126,14 @@ class PPOPolicy:
             meta = json.loads(meta_path.read_text())
             fmt = meta.get("format")
         except (json.JSONDecodeError, AttributeError) as e:
-            raise ValueError(f"{meta_path}: not a policy description: {e}") from None
+            raise InputError(f"{meta_path}: not a policy description: {e}") from None
         if fmt != POLICY_FORMAT:
-            raise ValueError(f"{meta_path}: policy format {fmt!r}, this offerpilot reads format {POLICY_FORMAT}")
+            raise InputError(f"{meta_path}: policy format {fmt!r}, this offerpilot reads format {POLICY_FORMAT}")
         network = build_network(len(meta["feature_names"]), len(meta["action_ids"]), tuple(meta["net_arch"]), device)
         try:
             network.load_state_dict(load_file(weights_path, device=str(network.device)))
         except (RuntimeError, OSError, SafetensorError) as e:
-            raise ValueError(f"{weights_path}: weights do not fit the network described in {meta_path.name}: {e}") from None
+            raise InputError(f"{weights_path}: weights do not fit the network described in {meta_path.name}: {e}") from None
         known = {"format", "policy_id", "feature_names", "action_ids", "net_arch", "normalizer"}
         return cls(
             network,

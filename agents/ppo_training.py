@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 from sb3_contrib import MaskablePPO
 from stable_baselines3.common.callbacks import BaseCallback
@@ -34,24 +32,23 @@ from stable_baselines3.common.vec_env import VecNormalize
 from tqdm.auto import tqdm
 
 from offerpilot.agents.discount_budget import DiscountBudget
-from offerpilot.envs.policy_evaluation import PolicyEvaluation, evaluate_policy
 from offerpilot.agents.paired_advantage import leave_one_out
+from offerpilot.agents.ppo_checkpoint import restore_checkpoint, verify_checkpoint, write_checkpoint
 from offerpilot.agents.ppo_policy import ObservationNormalizer, PPOPolicy, build_network, hidden_widths
-from offerpilot.seeds import VALIDATION_SEED_OFFSET
 from offerpilot.agents.train_config import TrainConfig
 from offerpilot.agents.trained_run import POLICY_FOLDERS
-from offerpilot.atomic import WriteError, atomic_directory, json_digest, restore_interrupted, sha256_file, write_text_atomic
+from offerpilot.atomic import WriteError, atomic_directory, restore_interrupted, write_text_atomic
 from offerpilot.encoders.encoder_observer import EncoderObserver
 from offerpilot.envs.objective import ObjectiveConfig
 from offerpilot.envs.observers import latent_observer_name
+from offerpilot.envs.policy_evaluation import PolicyEvaluation, evaluate_policy
 from offerpilot.envs.presets import load_population
 from offerpilot.envs.simulator import PopulationSimulator, SimulatorConfig
 from offerpilot.envs.vec_env import RetentionVecEnv
+from offerpilot.errors import InputError
+from offerpilot.seeds import validation_seed
 from offerpilot.torch_threads import torch_threads
 
-CHECKPOINT_FILES = ("policy.safetensors", "policy.json", "optimizer.pt")
-"""The files of ``checkpoint/`` besides ``state.json``, which lists their sha256."""
-REFUSAL = "refusing to use a damaged checkpoint (resume from a backup, or train again into a new folder)"
 EVAL_COLUMNS = ("timesteps", "objective", "objective_low", "objective_high", "clv", "clv_low", "clv_high", "r_short", "offers_sent", "discount_spend")
 
 
@@ -170,7 +167,7 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: Path, state: dict[str
         device=device,
     )
     if resume:
-        _restore(model, venv, checkpoint, state)
+        restore_checkpoint(model, venv, checkpoint, state)
     elif config.init_policy is not None:
         _start_from(model, venv, Path(config.init_policy), env, observer)
     elif config.initial_none_probability is not None:
@@ -210,66 +207,16 @@ def _start_from(model: MaskablePPO, venv: VecNormalize, folder: Path, env: Reten
     saved = PPOPolicy.load(folder, device=str(model.device))
     names = observed_features(env, observer)
     if saved.feature_names != names:
-        raise ValueError(f"{folder}: init policy reads other features than this run ({len(saved.feature_names)} vs {len(names)}: "
+        raise InputError(f"{folder}: init policy reads other features than this run ({len(saved.feature_names)} vs {len(names)}: "
                          "train with the same --observation, --latent-features and --encoder)")
     if saved.action_ids != env.sim.catalog.ids:
-        raise ValueError(f"{folder}: init policy chooses among offers {list(saved.action_ids)}, this run's catalog has {list(env.sim.catalog.ids)}")
+        raise InputError(f"{folder}: init policy chooses among offers {list(saved.action_ids)}, this run's catalog has {list(env.sim.catalog.ids)}")
     arch = hidden_widths(model.policy)
     if saved.net_arch != arch:
-        raise ValueError(f"{folder}: init policy has layers {list(saved.net_arch)}, this run {list(arch)} (set --net-arch to match)")
+        raise InputError(f"{folder}: init policy has layers {list(saved.net_arch)}, this run {list(arch)} (set --net-arch to match)")
     model.policy.load_state_dict(saved.network.state_dict())
     venv.obs_rms.mean, venv.obs_rms.var = saved.normalizer.mean.copy(), saved.normalizer.var.copy()
     venv.obs_rms.count = float(saved.metadata.get("num_timesteps", 1e6))  # the statistics move as slowly as where they stopped
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be trusted: a file missing, damaged or changed after it was written."""
-
-
-def read_checkpoint_state(checkpoint: Path) -> dict[str, Any]:
-    """``checkpoint/state.json`` after checking it is whole JSON that matches its own ``state_sha256``.
-
-    :raises CheckpointError: naming ``state.json``.
-    """
-    path = checkpoint / "state.json"
-    try:
-        state = json.loads(path.read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path}: not valid JSON ({e}); {REFUSAL}") from None
-    if not isinstance(state, dict) or "state_sha256" not in state:
-        raise CheckpointError(f"{path}: no state_sha256 (written by an older offerpilot, or edited), so it cannot be verified; {REFUSAL}")
-    if state["state_sha256"] != json_digest(state, "state_sha256"):
-        raise CheckpointError(f"{path}: its content does not match its state_sha256: it changed after it was written; {REFUSAL}")
-    return state
-
-
-def verify_checkpoint(checkpoint: Path) -> dict[str, Any]:
-    """The state of ``checkpoint`` after checking ``state.json`` and the sha256 of every file it lists.
-
-    :raises CheckpointError: naming the file that is missing or not the one written.
-    """
-    state = read_checkpoint_state(checkpoint)
-    for name in CHECKPOINT_FILES:
-        path, expected = checkpoint / name, state.get("files", {}).get(name)
-        if not path.is_file():
-            raise CheckpointError(f"{path}: missing from the checkpoint; {REFUSAL}")
-        found = sha256_file(path)
-        if found != expected:
-            raise CheckpointError(f"{path}: sha256 {found} differs from state.json's {expected}: it changed after it was written; {REFUSAL}")
-    return state
-
-
-def _restore(model: MaskablePPO, venv: VecNormalize, checkpoint: Path, state: dict[str, Any]) -> None:
-    """Weights, optimizer, normaliser statistics and counters from ``checkpoint`` (safetensors, JSON, and
-    ``torch.load(weights_only=True)`` for the optimizer: nothing is unpickled)."""
-    saved = PPOPolicy.load(checkpoint, device=str(model.device))
-    model.policy.load_state_dict(saved.network.state_dict())
-    model.policy.optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", map_location=model.device, weights_only=True))
-    venv.obs_rms.mean, venv.obs_rms.var = saved.normalizer.mean.copy(), saved.normalizer.var.copy()
-    venv.obs_rms.count = state["obs_count"]
-    venv.ret_rms.mean, venv.ret_rms.var, venv.ret_rms.count = (np.float64(state["ret_rms"][k]) for k in ("mean", "var", "count"))
-    model.num_timesteps = int(state["num_timesteps"])
-    model._n_updates = int(state["n_updates"])
 
 
 class _TrainingMonitor(BaseCallback):
@@ -338,7 +285,7 @@ class _TrainingMonitor(BaseCallback):
 
     def _evaluate(self) -> None:
         evaluation = evaluate_policy(
-            self.validation_sim, self.current_policy(), self.config.eval_customers, self.config.seed + VALIDATION_SEED_OFFSET, deterministic=True, encoder=self.observer
+            self.validation_sim, self.current_policy(), self.config.eval_customers, validation_seed(self.config.seed), deterministic=True, encoder=self.observer
         )
         self.last_evaluation = evaluation
         row = {
@@ -379,14 +326,7 @@ class _TrainingMonitor(BaseCallback):
             "next_eval": self.next_eval,
             "next_checkpoint": self.next_checkpoint,
         }
-        optimizer = io.BytesIO()  # serialised in memory: a failed write then raises an OSError, not torch's RuntimeError
-        torch.save(self.model.policy.optimizer.state_dict(), optimizer)
-        with atomic_directory(self.run_dir / "checkpoint") as tmp:
-            self.current_policy().save(tmp)
-            (tmp / "optimizer.pt").write_bytes(optimizer.getvalue())
-            state["files"] = {name: sha256_file(tmp / name) for name in CHECKPOINT_FILES}
-            state["state_sha256"] = json_digest(state, "state_sha256")
-            (tmp / "state.json").write_text(json.dumps(state, indent=2) + "\n")  # last: it vouches for the others
+        write_checkpoint(self.run_dir / "checkpoint", self.current_policy(), self.model.policy.optimizer, state)
 
 
 def _cpu_copy(network: torch.nn.Module) -> torch.nn.Module:

@@ -27,6 +27,7 @@ from offerpilot.agents.trained_run import POLICY_FOLDERS, SEEDS_FILE, TrainedRun
 from offerpilot.atomic import write_text_atomic
 from offerpilot.envs.policy_evaluation import evaluate_policy
 from offerpilot.envs.simulator import PopulationSimulator
+from offerpilot.errors import InputError
 from offerpilot.seeds import SELECTION_SEED
 
 
@@ -46,7 +47,7 @@ class SeedsResult:
 def seed_list(first: int, k: int) -> list[int]:
     """The seeds of K runs: ``first, first + 1, ...``."""
     if k < 1:
-        raise ValueError(f"--seeds must be >= 1, got {k}")
+        raise InputError(f"--seeds must be >= 1, got {k}")
     return [first + i for i in range(k)]
 
 

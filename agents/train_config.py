@@ -15,6 +15,8 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 import yaml
 
 from offerpilot.atomic import write_text_atomic
+from offerpilot.envs.objective import DEFAULT_LAM
+from offerpilot.errors import InputError
 
 OBSERVATIONS = ("encoder", "raw", "latent")
 """What the policy sees: the raw features plus the customer encoder's features (default), the raw features
@@ -40,7 +42,7 @@ class TrainConfig:
     one is trained first on simulated histories of the same population and kept in the run folder."""
     population: str = "default"
     """Population preset name or JSON file (``offerpilot calibrate``)."""
-    lam: float = 0.5
+    lam: float = DEFAULT_LAM
     """Trade-off between 30-day margin (0) and 365-day discounted margin, the CLV (1)."""
     reward: str = "expected"
     """``expected``: learn from each day's expected money given the customer's state and the offer (the same
@@ -107,7 +109,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         wrong = _type_problems(self)
         if wrong:  # the range checks below compare values, which needs the right types
-            raise ValueError("; ".join(wrong))
+            raise InputError("; ".join(wrong))
         problems = []
         if self.observation not in OBSERVATIONS:
             problems.append(f"observation must be one of {OBSERVATIONS}, got {self.observation!r}")
@@ -155,7 +157,7 @@ class TrainConfig:
                 except ValueError as e:
                     problems.append(f"latent_features: {e}")
         if problems:
-            raise ValueError("; ".join(problems))
+            raise InputError("; ".join(problems))
         object.__setattr__(self, "net_arch", tuple(int(w) for w in self.net_arch))
         if self.latent_features is not None:
             object.__setattr__(self, "latent_features", tuple(self.latent_features))
@@ -170,17 +172,17 @@ class TrainConfig:
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except (OSError, yaml.YAMLError) as e:
-            raise ValueError(f"{path}: cannot read the training config: {e}") from None
+            raise InputError(f"{path}: cannot read the training config: {e}") from None
         if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping of training options, got {type(data).__name__}")
+            raise InputError(f"{path}: expected a mapping of training options, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"{path}: unknown training option(s) {unknown}; known: {sorted(known)}")
+            raise InputError(f"{path}: unknown training option(s) {unknown}; known: {sorted(known)}")
         try:
             return cls(**{**data, **{k: v for k, v in overrides.items() if v is not None}})
         except (TypeError, ValueError) as e:
-            raise ValueError(f"{path}: {e}") from None
+            raise InputError(f"{path}: {e}") from None
 
     def with_overrides(self, **overrides: Any) -> TrainConfig:
         """This config with the non-``None`` ``overrides`` applied (validated again)."""

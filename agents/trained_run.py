@@ -16,6 +16,7 @@ from offerpilot.agents.ppo_policy import PPOPolicy
 from offerpilot.agents.train_config import TrainConfig
 from offerpilot.catalog import OfferCatalog
 from offerpilot.encoders.encoder_observer import EncoderObserver
+from offerpilot.errors import InputError
 
 SEEDS_FILE = "seeds.json"
 POLICY_FOLDERS = {"best": "best_policy", "final": "policy"}
@@ -31,9 +32,9 @@ def resolve_run(path: str | Path) -> Path:
     try:
         chosen = json.loads(index.read_text())["chosen_run"]
     except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise ValueError(f"{index}: not a seeds file of 'offerpilot train --seeds' ({e})") from None
+        raise InputError(f"{index}: not a seeds file of 'offerpilot train --seeds' ({e})") from None
     if chosen is None:
-        raise ValueError(f"{path}: its seeds are not all trained yet; continue with 'offerpilot train --out {path} --resume'")
+        raise InputError(f"{path}: its seeds are not all trained yet; continue with 'offerpilot train --out {path} --resume'")
     return path / chosen
 
 
@@ -97,7 +98,7 @@ class TrainedRun:
         :raises ValueError: its ``policy.json`` does not say (written by an older offerpilot).
         """
         if "train_config" not in self.policy.metadata:
-            raise ValueError(f"{self.policy_dir / 'policy.json'}: no train_config; how the policy was trained is read from it")
+            raise InputError(f"{self.policy_dir / 'policy.json'}: no train_config; how the policy was trained is read from it")
         return TrainConfig(**self.policy.metadata["train_config"])
 
     def encoder_observer(self, catalog: OfferCatalog) -> EncoderObserver | None:

@@ -17,9 +17,10 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from offerpilot.envs.policy_evaluation import PolicyEvaluation, evaluate_policy
 from offerpilot.envs.policy import Policy
+from offerpilot.envs.policy_evaluation import PolicyEvaluation, evaluate_policy
 from offerpilot.envs.simulator import PopulationSimulator
+from offerpilot.errors import InputError
 
 Grid = Mapping[str, Sequence[Any]]
 """Parameter name -> the values to try; the settings are the Cartesian product, in the grid's order."""
@@ -97,7 +98,7 @@ def tune(
     settings = grid_settings(grid)
     seeds = tuple(int(s) for s in seeds)
     if not settings or not seeds:
-        raise ValueError("tuning needs at least one setting and one seed")
+        raise InputError("tuning needs at least one setting and one seed")
     bar = tqdm(total=len(settings) * len(seeds), desc=desc, unit="run", disable=not progress)
     scores = np.empty((len(settings), len(seeds)), np.float64)
     for i, setting in enumerate(settings):

@@ -18,6 +18,8 @@ import numpy as np
 from offerpilot.envs.policy import UniformRandomPolicy
 from offerpilot.envs.rollout import Cohort, rollout
 from offerpilot.envs.simulator import PopulationSimulator, StepOutcome
+from offerpilot.errors import InputError
+
 
 @dataclass(frozen=True)
 class RandomisedLogs:
@@ -49,7 +51,7 @@ def collect_randomised_logs(sim: PopulationSimulator, n_customers: int, seed: in
     """
     n_decisions = sim.config.n_decisions
     if not 1 <= horizon_steps <= n_decisions:
-        raise ValueError(f"horizon_steps must be in [1, {n_decisions}] (the period's decision steps), got {horizon_steps}")
+        raise InputError(f"horizon_steps must be in [1, {n_decisions}] (the period's decision steps), got {horizon_steps}")
     rng = np.random.default_rng(seed)
     cohort = Cohort.new(sim, n_customers, rng)
     margins = np.zeros((n_customers, n_decisions), np.float64)

@@ -22,6 +22,7 @@ from offerpilot.catalog import OfferCatalog, parse_catalog
 from offerpilot.deployment.manifest import MANIFEST, POLICY_GRAPH, BundleError, BundleManifest, read_manifest
 from offerpilot.encoders.tokenizer import TOKEN_FIELDS, EventTokenizer, HistoryBatch
 from offerpilot.envs.policy import sample_actions
+from offerpilot.errors import InputError
 
 ENCODER_GRAPH = "encoder.onnx"
 MODEL_CARD = "MODEL_CARD.md"
@@ -52,11 +53,11 @@ class Exploration:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.epsilon <= 1.0:
-            raise ValueError(f"epsilon must be in [0, 1], got {self.epsilon}")
+            raise InputError(f"epsilon must be in [0, 1], got {self.epsilon}")
         if not (self.temperature > 0.0 and np.isfinite(self.temperature)):
-            raise ValueError(f"temperature must be a positive number, got {self.temperature}")
+            raise InputError(f"temperature must be a positive number, got {self.temperature}")
         if self.greedy and self.temperature != 1.0:
-            raise ValueError("greedy takes the most likely action: a temperature would change nothing; give one or the other")
+            raise InputError("greedy takes the most likely action: a temperature would change nothing; give one or the other")
 
     @property
     def tag(self) -> str:
@@ -157,14 +158,14 @@ class Bundle:
         features = np.ascontiguousarray(features, dtype=np.float32)
         mask = np.ascontiguousarray(mask, dtype=bool)
         if features.ndim != 2 or features.shape[1] != self.n_features:
-            raise ValueError(f"this policy reads {self.n_features} features ({', '.join(self.feature_names)}), got an array of shape {features.shape}")
+            raise InputError(f"this policy reads {self.n_features} features ({', '.join(self.feature_names)}), got an array of shape {features.shape}")
         if mask.shape != (features.shape[0], self.n_actions):
-            raise ValueError(f"the action mask must have shape ({features.shape[0]}, {self.n_actions}), got {mask.shape}")
+            raise InputError(f"the action mask must have shape ({features.shape[0]}, {self.n_actions}), got {mask.shape}")
         if not np.isfinite(features).all():
             rows = np.flatnonzero(~np.isfinite(features).all(axis=1))
-            raise ValueError(f"features must be finite numbers; rows {rows[:5].tolist()} hold NaN or infinity")
+            raise InputError(f"features must be finite numbers; rows {rows[:5].tolist()} hold NaN or infinity")
         if not mask.any(axis=1).all():
-            raise ValueError(f"rows {np.flatnonzero(~mask.any(axis=1))[:5].tolist()} allow no action; 'none' is always allowed")
+            raise InputError(f"rows {np.flatnonzero(~mask.any(axis=1))[:5].tolist()} allow no action; 'none' is always allowed")
         probs, value = self._policy.run(None, {"features": features, "action_mask": mask})
         return probs, value
 
@@ -185,14 +186,14 @@ class Bundle:
     def encoder_features(self, events: pd.DataFrame, as_of: pd.Timestamp, user_ids: np.ndarray) -> np.ndarray:
         """(n, n_encoder_features) float32: the encoder's features of each customer's history before ``as_of``."""
         if self.tokenizer is None or self._encoder is None:
-            raise ValueError(f"{self.folder}: this bundle's policy reads raw features only; it has no encoder")
+            raise InputError(f"{self.folder}: this bundle's policy reads raw features only; it has no encoder")
         batch = self.tokenizer.encode(events, as_of, user_ids=user_ids)
         return self.encode(batch)
 
     def encode(self, batch: HistoryBatch) -> np.ndarray:
         """``encoder.onnx`` on tokenised histories, in chunks of ``ENCODER_BATCH`` customers."""
         if self._encoder is None:
-            raise ValueError(f"{self.folder}: this bundle's policy reads raw features only; it has no encoder")
+            raise InputError(f"{self.folder}: this bundle's policy reads raw features only; it has no encoder")
         inputs = batch.model_inputs()
         inputs["elapsed_days"] = inputs["elapsed_days"].astype(np.float32)
         chunks = [

@@ -36,29 +36,25 @@ import pandas as pd
 import torch
 from torch import nn
 
-from offerpilot.deployment.bundle import ENCODER_GRAPH, ENCODER_INPUTS, MODEL_CARD, Bundle
-from offerpilot.deployment.manifest import BUNDLE_FORMAT, POLICY_GRAPH, BundleManifest
+from offerpilot.agents.ppo_checkpoint import read_checkpoint_state
 from offerpilot.agents.ppo_policy import PPOPolicy
-from offerpilot.agents.ppo_training import read_checkpoint_state, simulator_config
+from offerpilot.agents.ppo_training import simulator_config
 from offerpilot.agents.train_config import TrainConfig
 from offerpilot.agents.trained_run import POLICY_FOLDERS, TrainedRun
 from offerpilot.atomic import atomic_directory, sha256_file
-from offerpilot.encoders.encoder_observer import EncoderObserver, EventHistory
+from offerpilot.deployment.bundle import ENCODER_GRAPH, ENCODER_INPUTS, MODEL_CARD, Bundle
+from offerpilot.deployment.manifest import BUNDLE_FORMAT, POLICY_GRAPH, BundleManifest
+from offerpilot.deployment.parity import ENCODER_PATH_TOLERANCE, PARITY_TOLERANCE, random_parity, simulated_parity
+from offerpilot.encoders.encoder_observer import EncoderObserver
 from offerpilot.encoders.modeling import CustomerEncoderModel
-from offerpilot.encoders.tokenizer import TOKEN_FIELDS, HistoryBatch
+from offerpilot.encoders.tokenizer import TOKEN_FIELDS
 from offerpilot.envs.observers import RawFeatureObserver
 from offerpilot.envs.presets import PRESETS
-from offerpilot.envs.rollout import Cohort, Decision, rollout
-from offerpilot.envs.simulator import PopulationSimulator, SimulatorConfig
+from offerpilot.envs.simulator import SimulatorConfig
+from offerpilot.errors import InputError
 from offerpilot.schema import EVENT_KINDS
-from offerpilot.seeds import VALIDATION_SEED_OFFSET
+from offerpilot.seeds import validation_seed
 
-PARITY_TOLERANCE = 1e-5
-"""Most absolute difference between onnxruntime's and torch's action probabilities, given the same features, that
-export accepts."""
-ENCODER_PATH_TOLERANCE = 1e-4
-"""The same along the whole path of an encoder policy, where each runtime computes its own encoder features: those
-differ by about one float32 rounding step (1e-6), which the policy's logits can amplify tenfold."""
 RETURN_EPSILON = 1e-8
 """``VecNormalize``'s epsilon: rewards were divided by ``sqrt(ret_var + epsilon)`` during training."""
 
@@ -81,9 +77,9 @@ class ExportConfig:
 
     def __post_init__(self) -> None:
         if self.policy not in POLICY_FOLDERS:
-            raise ValueError(f"policy must be one of {sorted(POLICY_FOLDERS)}, got {self.policy!r}")
+            raise InputError(f"policy must be one of {sorted(POLICY_FOLDERS)}, got {self.policy!r}")
         if self.n_random < 1 or self.n_customers < 1:
-            raise ValueError("n_random and n_customers must be >= 1")
+            raise InputError("n_random and n_customers must be >= 1")
 
 
 class PolicyGraph(nn.Module):
@@ -124,28 +120,26 @@ class EncoderGraph(nn.Module):
 
 @dataclass(frozen=True)
 class _Run:
-    """What export reads from a training run folder."""
+    """What export reads from a training run folder: the policy, and what turns its critic's value into money."""
 
-    run_dir: Path
-    policy_dir: Path
-    policy: PPOPolicy
-    train_config: TrainConfig
-    encoder_dir: Path | None
+    trained: TrainedRun
     value_scale: float
     validation: dict[str, float] | None
+
+    @property
+    def policy(self) -> PPOPolicy:
+        return self.trained.policy
 
 
 def _read_run(run_dir: Path, which: str) -> _Run:
     run = TrainedRun.from_pretrained(run_dir, which)
     if run.observation == "latent":
-        raise ValueError(f"{run.policy_dir}: an oracle policy reads the simulator's hidden state, which no shop observes; it cannot be exported")
-    train_config = run.train_config
+        raise InputError(f"{run.policy_dir}: an oracle policy reads the simulator's hidden state, which no shop observes; it cannot be exported")
     state_file = run.run_dir / "checkpoint" / "state.json"
     if not state_file.is_file():
         raise FileNotFoundError(f"{state_file}: missing; the return scale that turns the critic's value into money is kept there")
     ret_var = float(read_checkpoint_state(state_file.parent)["ret_rms"]["var"])
-    return _Run(run.run_dir, run.policy_dir, run.policy, train_config, run.encoder_dir,
-                math.sqrt(ret_var + RETURN_EPSILON), _validation_row(run.run_dir / "eval.csv", run.policy.metadata.get("num_timesteps")))
+    return _Run(run, math.sqrt(ret_var + RETURN_EPSILON), _validation_row(run.run_dir / "eval.csv", run.policy.metadata.get("num_timesteps")))
 
 
 def _validation_row(path: Path, timesteps: int | None) -> dict[str, float] | None:
@@ -176,79 +170,6 @@ def _example_batch(model: CustomerEncoderModel, n: int = 2) -> tuple[torch.Tenso
     return (*tokens, mask, torch.ones(n, len(EVENT_KINDS)))
 
 
-class _ParityCheck:
-    """Running maxima of |onnxruntime - torch| over the batches fed to :meth:`add`."""
-
-    def __init__(self, policy: PPOPolicy, bundle: Bundle, value_scale: float) -> None:
-        self.policy, self.bundle, self.value_scale = policy, bundle, value_scale
-        self.probabilities = self.value = 0.0
-        self.n = 0
-
-    def add(self, torch_features: np.ndarray, onnx_features: np.ndarray, mask: np.ndarray) -> None:
-        """Compare torch on ``torch_features`` with onnxruntime on ``onnx_features`` (equal unless an encoder graph made them)."""
-        reference = self.policy.action_probs(torch_features, mask)
-        with torch.inference_mode():
-            x = torch.as_tensor(self.policy.normalizer(torch_features))
-            values = self.policy.network.predict_values(x).squeeze(-1).numpy().astype(np.float64) * self.value_scale
-        probs, value = self.bundle.run(onnx_features, mask)
-        self.probabilities = max(self.probabilities, float(np.abs(probs - reference).max()))
-        self.value = max(self.value, float(np.abs(value - values).max()))
-        self.n += len(mask)
-
-    def result(self) -> dict[str, float]:
-        return {"inputs": self.n, "probabilities_max_abs_diff": self.probabilities, "value_max_abs_diff": self.value}
-
-
-def _random_parity(policy: PPOPolicy, bundle: Bundle, value_scale: float, n: int, rng: np.random.Generator) -> dict[str, float]:
-    """Features around the normaliser's mean (3 standard deviations, so clipping is exercised), random masks."""
-    check = _ParityCheck(policy, bundle, value_scale)
-    std = np.sqrt(policy.normalizer.var)
-    features = (policy.normalizer.mean + 3.0 * std * rng.standard_normal((n, len(std)))).astype(np.float32)
-    mask = rng.random((n, len(policy.action_ids))) < 0.6
-    mask[:, 0] = True
-    check.add(features, features, mask)
-    return check.result()
-
-
-def _simulated_parity(policy: PPOPolicy, bundle: Bundle, value_scale: float, config: SimulatorConfig, observer: EncoderObserver | None,
-                      n_customers: int, seed: int) -> dict[str, float]:
-    """Simulated customers live one decision period under the policy; at every decision torch and onnxruntime
-    score the same customers. For encoder policies onnxruntime gets its encoder features from ``encoder.onnx``
-    on the customers' event tokens, so the whole exported path is compared with the torch one."""
-    sim = PopulationSimulator(config)
-    rng = np.random.default_rng(seed)
-    check = _ParityCheck(policy, bundle, value_scale)
-    cohort = Cohort.new(sim, n_customers, rng, observer)
-    encoder_diff = 0.0
-
-    def compare(decision: Decision) -> None:
-        """torch and onnxruntime on the features of this decision (the event buffers as they are before the step)."""
-        nonlocal encoder_diff
-        onnx_features = decision.obs
-        if observer is not None:
-            raw, encoded = decision.obs[:, : sim.n_features], decision.obs[:, sim.n_features :]
-            onnx_encoded = bundle.encode(_history_batch(observer, cohort.history, decision.state.day))
-            encoder_diff = max(encoder_diff, float(np.abs(onnx_encoded - encoded).max()))
-            onnx_features = np.concatenate([raw, onnx_encoded], axis=1)
-        check.add(decision.obs, onnx_features, decision.mask)
-
-    for _ in rollout(cohort, policy, rng, before_step=compare):
-        pass
-    result = {"customers": n_customers, "decisions_per_customer": sim.config.n_decisions, **check.result()}
-    if observer is not None:
-        result["encoder_features_max_abs_diff"] = encoder_diff
-    return result
-
-
-def _history_batch(observer: EncoderObserver, history: EventHistory, day: np.ndarray) -> HistoryBatch:
-    """The simulator's event buffers as the tokenizer's :class:`HistoryBatch` (same layout: right-padded, oldest first)."""
-    tokens = history.tokens.astype(np.int64)
-    mask = np.arange(observer.max_len)[None, :] < history.length[:, None]
-    fields = {name: tokens[:, i] for i, name in enumerate(TOKEN_FIELDS)}
-    return HistoryBatch(user_ids=np.arange(len(mask)).astype(object), attention_mask=mask, elapsed_days=observer.elapsed_days(history, day),
-                        n_events=history.length.astype(np.int64), **fields)
-
-
 def export_bundle(run_dir: str | Path, out_dir: str | Path, config: ExportConfig = ExportConfig()) -> BundleManifest:
     """Write the bundle of ``run_dir``'s policy to ``out_dir`` (replaced atomically); returns its manifest.
 
@@ -256,15 +177,15 @@ def export_bundle(run_dir: str | Path, out_dir: str | Path, config: ExportConfig
     :raises WriteError: ``out_dir`` could not be written (full disk, no permission); the previous bundle is unchanged.
     """
     run = _read_run(Path(run_dir), config.policy)
-    policy, train = run.policy, run.train_config
-    sim_config = simulator_config(train)
+    policy, policy_dir = run.policy, run.trained.policy_dir
+    sim_config = simulator_config(run.trained.train_config)
     catalog = sim_config.catalog
     if catalog.ids != policy.action_ids:
-        raise ValueError(f"{run.policy_dir}: the policy's actions {list(policy.action_ids)} are not the training catalog's {list(catalog.ids)}")
-    observer = EncoderObserver.from_pretrained(run.encoder_dir, catalog) if policy.metadata.get("observation") == "encoder" else None
+        raise InputError(f"{policy_dir}: the policy's actions {list(policy.action_ids)} are not the training catalog's {list(catalog.ids)}")
+    observer = run.trained.encoder_observer(catalog)
     raw_names = RawFeatureObserver.feature_names
     if policy.feature_names[: len(raw_names)] != raw_names:
-        raise ValueError(f"{run.policy_dir}: the policy's features do not start with the raw features {list(raw_names)}")
+        raise InputError(f"{policy_dir}: the policy's features do not start with the raw features {list(raw_names)}")
     with atomic_directory(out_dir) as tmp:
         n_features, n_actions = len(policy.feature_names), len(policy.action_ids)
         example = (torch.zeros(2, n_features), torch.ones(2, n_actions, dtype=torch.bool))
@@ -282,8 +203,8 @@ def export_bundle(run_dir: str | Path, out_dir: str | Path, config: ExportConfig
         parity = {
             "tolerance": PARITY_TOLERANCE,
             "simulated_tolerance": PARITY_TOLERANCE if observer is None else ENCODER_PATH_TOLERANCE,
-            "random": _random_parity(policy, bundle, run.value_scale, config.n_random, rng),
-            "simulated": _simulated_parity(policy, bundle, run.value_scale, sim_config, observer, config.n_customers, config.seed),
+            "random": random_parity(policy, bundle, run.value_scale, config.n_random, rng),
+            "simulated": simulated_parity(policy, bundle, run.value_scale, sim_config, observer, config.n_customers, config.seed),
         }
         for check, tolerance in (("random", parity["tolerance"]), ("simulated", parity["simulated_tolerance"])):
             worst = parity[check]["probabilities_max_abs_diff"]
@@ -299,15 +220,15 @@ def export_bundle(run_dir: str | Path, out_dir: str | Path, config: ExportConfig
 
 def _manifest(run: _Run, sim_config: SimulatorConfig, raw_names: tuple[str, ...], observer: EncoderObserver | None, config: ExportConfig) -> BundleManifest:
     """Everything the bundle's users need to know but the files and the parity results (added once measured)."""
-    policy, train = run.policy, run.train_config
-    weights = sha256_file(run.policy_dir / "policy.safetensors")
+    policy, train = run.policy, run.trained.train_config
+    weights = sha256_file(run.trained.policy_dir / "policy.safetensors")
     return BundleManifest.model_validate({
         "format": BUNDLE_FORMAT,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "offerpilot_version": version("offerpilot"),
         "policy_id": f"ppo-{weights[:12]}",
-        "source": {"run": run.run_dir.name, "policy": run.policy_dir.name, "policy_safetensors_sha256": weights},
-        "observation": policy.metadata.get("observation", "raw"),
+        "source": {"run": run.trained.run_dir.name, "policy": run.trained.policy_dir.name, "policy_safetensors_sha256": weights},
+        "observation": run.trained.observation,
         "graphs": {
             "policy": {"file": POLICY_GRAPH, "opset": config.opset, "inputs": {"features": ["n", len(policy.feature_names), "float32"], "action_mask": ["n", len(policy.action_ids), "bool"]},
                        "outputs": {"probabilities": ["n", len(policy.action_ids), "float32"], "value": ["n", "float32"]}},
@@ -340,7 +261,7 @@ def _manifest(run: _Run, sim_config: SimulatorConfig, raw_names: tuple[str, ...]
             "config": train.to_dict(),
         },
         "metrics": {"validation": None if run.validation is None else {
-            **run.validation, "customers": train.eval_customers, "seed": train.seed + VALIDATION_SEED_OFFSET}},
+            **run.validation, "customers": train.eval_customers, "seed": validation_seed(train.seed)}},
     })
 
 

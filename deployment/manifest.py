@@ -15,13 +15,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from offerpilot.atomic import json_digest, sha256_file
+from offerpilot.errors import InputError
 
 BUNDLE_FORMAT = 1
 MANIFEST = "manifest.json"
 POLICY_GRAPH = "policy.onnx"
 
 
-class BundleError(ValueError):
+class BundleError(InputError):
     """A bundle that cannot be trusted or read: missing, tampered with, mixed or of another format."""
 
 

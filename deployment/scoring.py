@@ -21,6 +21,7 @@ from offerpilot.envs.log_state import observable_state_from_logs
 from offerpilot.envs.masks import action_mask
 from offerpilot.envs.objective import ObjectiveConfig
 from offerpilot.envs.observers import RawFeatureObserver
+from offerpilot.errors import InputError
 from offerpilot.schema import prob_column
 from offerpilot.tables import read_logs, write_table
 
@@ -78,11 +79,11 @@ def customer_inputs(
     objective = ObjectiveConfig(**bundle.manifest.objective)
     day = (as_of - start).days
     if not 0 <= day < objective.horizon_days:
-        raise ValueError(f"as_of {as_of} is day {day} of the decision period starting {start.date()}; the policy plans over "
+        raise InputError(f"as_of {as_of} is day {day} of the decision period starting {start.date()}; the policy plans over "
                          f"days 0 to {objective.horizon_days - 1}: choose a period start at most {objective.horizon_days - 1} days before it")
     users = pd.unique(events.loc[events["ts"] < as_of, "user_id"])
     if len(users) == 0:
-        raise ValueError(f"no customer has an event before {as_of}: nothing to score")
+        raise InputError(f"no customer has an event before {as_of}: nothing to score")
     sent = pd.DataFrame(columns=["user_id", "ts", "offer_id"]) if decisions is None else decisions.loc[decisions["offer_id"] != "none", ["user_id", "ts", "offer_id"]]
     queries = pd.DataFrame({"user_id": users, "ts": as_of, "offer_id": "none"}).astype({"ts": events["ts"].dtype})
     moments = pd.concat([sent.astype(queries.dtypes.to_dict()), queries], ignore_index=True)

@@ -12,7 +12,8 @@ from offerpilot.agents.trained_run import TrainedRun
 from offerpilot.catalog import OfferCatalog
 from offerpilot.deployment.bundle import Bundle
 from offerpilot.deployment.manifest import MANIFEST
-from offerpilot.encoders.training import load_encoder
+from offerpilot.encoders.encoder_folder import load_encoder
+from offerpilot.errors import InputError
 from offerpilot.ope.logged_decisions import LoggedDecisions
 from offerpilot.ope.target_policy import at_decision_times, check_actions, policy_probs
 
@@ -37,7 +38,7 @@ def trained_policy_probs(path: str | Path, data: LoggedDecisions, events: pd.Dat
     policy, folder = run.policy, run.policy_dir
     check_actions(policy.action_ids, catalog, folder)
     if run.observation == "latent":
-        raise ValueError(f"{folder}: an oracle policy reads the simulator's latent state, which logs do not hold; it cannot be evaluated off-policy")
+        raise InputError(f"{folder}: an oracle policy reads the simulator's latent state, which logs do not hold; it cannot be evaluated off-policy")
     if run.observation == "raw":
         return policy_probs(policy, data)
     model, tokenizer = load_encoder(run.encoder_dir)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from transformers import AutoConfig, PretrainedConfig
 
+from offerpilot.errors import InputError
+
 BACKBONES = ("events", "text")
 
 
@@ -53,11 +55,11 @@ class CustomerEncoderConfig(PretrainedConfig):
         if self.text_model_path is not None:
             self.text_model_path = str(self.text_model_path)  # a Path would not serialise to config.json
         if self.backbone not in BACKBONES:
-            raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
+            raise InputError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
         if self.hidden_size % self.num_heads:
-            raise ValueError(f"num_heads ({self.num_heads}) must divide hidden_size ({self.hidden_size})")
+            raise InputError(f"num_heads ({self.num_heads}) must divide hidden_size ({self.hidden_size})")
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+            raise InputError(f"dropout must be in [0, 1), got {self.dropout}")
 
 
 AutoConfig.register(CustomerEncoderConfig.model_type, CustomerEncoderConfig, exist_ok=True)

@@ -16,11 +16,13 @@ import numpy as np
 import torch
 
 from offerpilot.catalog import OfferCatalog
+from offerpilot.encoders.encoder_folder import load_encoder
 from offerpilot.encoders.modeling import CustomerEncoderModel
 from offerpilot.encoders.tokenizer import FIRST_EVENT_ID, TOKEN_FIELDS, UNK_ID, EventTokenizer
 from offerpilot.envs.history import AcquisitionRecorder, DayRecorder
 from offerpilot.envs.log_generation import DECISION_MINUTE, EVENT_MINUTE
 from offerpilot.envs.population import CATEGORIES, F32, FUNNEL, CustomerState, DayOutcome
+from offerpilot.errors import InputError
 from offerpilot.schema import EVENT_KINDS
 
 MINUTES_PER_DAY = 1440
@@ -57,9 +59,9 @@ class EncoderObserver:
 
     def __init__(self, model: CustomerEncoderModel, tokenizer: EventTokenizer, catalog: OfferCatalog, batch_size: int = 256) -> None:
         if model.config.backbone != "events":
-            raise ValueError(f"the encoder observer runs the events backbone in the loop; this model's backbone is {model.config.backbone!r}")
+            raise InputError(f"the encoder observer runs the events backbone in the loop; this model's backbone is {model.config.backbone!r}")
         if tokenizer.max_len > model.config.max_len:
-            raise ValueError(f"the tokenizer keeps {tokenizer.max_len} events but the model reads at most {model.config.max_len}")
+            raise InputError(f"the tokenizer keeps {tokenizer.max_len} events but the model reads at most {model.config.max_len}")
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.batch_size = batch_size
@@ -75,8 +77,6 @@ class EncoderObserver:
     @classmethod
     def from_pretrained(cls, model_dir: str | Path, catalog: OfferCatalog) -> EncoderObserver:
         """The observer of the encoder that ``offerpilot encoder train`` wrote to ``model_dir``."""
-        from offerpilot.encoders.training import load_encoder
-
         model, tokenizer = load_encoder(model_dir)
         return cls(model, tokenizer, catalog)
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from offerpilot.encoders.tokenizer import checked_times
-from offerpilot.errors import DataError, Problem
+from offerpilot.encoders.history_checks import checked_times
+from offerpilot.errors import DataError, InputError, Problem
 
 
 @dataclass(frozen=True)
@@ -55,10 +55,10 @@ def window_labels(
         window has a missing, negative or non-finite amount (each problem names its 1-based row).
     """
     if not window_days > 0:
-        raise ValueError(f"window_days must be > 0, got {window_days}")
+        raise InputError(f"window_days must be > 0, got {window_days}")
     index = pd.Index(np.asarray(user_ids, dtype=object).reshape(-1))
     if not index.is_unique:
-        raise ValueError(f"user_ids has duplicates: {index[index.duplicated()].unique().tolist()[:10]}")
+        raise InputError(f"user_ids has duplicates: {index[index.duplicated()].unique().tolist()[:10]}")
     ts, start = checked_times(events, as_of, ("user_id", "ts", "event", "amount"), source)
     end = start + pd.Timedelta(days=window_days)
 
@@ -76,3 +76,14 @@ def window_labels(
         churn=per_user["size"].isna().to_numpy().astype(np.float32),
         spend=per_user["sum"].fillna(0.0).to_numpy(dtype=np.float32),
     )
+
+
+def check_labels(labels: Labels) -> None:
+    """Raise :class:`InputError` unless ``labels`` hold >= 2 customers, churn in {0, 1} and finite spend >= 0."""
+    n = len(labels.user_ids)
+    if n < 2 or labels.churn.shape != (n,) or labels.spend.shape != (n,):
+        raise InputError(f"need labels of >= 2 customers with churn and spend of shape (n,), got {n} user ids, churn {labels.churn.shape}, spend {labels.spend.shape}")
+    if not np.isin(labels.churn, (0.0, 1.0)).all():
+        raise InputError("churn labels must be 0 or 1")
+    if not (np.isfinite(labels.spend) & (labels.spend >= 0)).all():
+        raise InputError("spend labels must be finite and >= 0")

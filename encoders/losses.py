@@ -62,3 +62,12 @@ def ziln_expected_value(clv_params: torch.Tensor) -> torch.Tensor:
     """
     logit, mu, sigma = clv_params.unbind(-1)
     return torch.sigmoid(logit) * torch.exp(mu + 0.5 * sigma**2)
+
+
+def churn_and_spend_loss(churn_logit: torch.Tensor, clv_params: torch.Tensor, churn: torch.Tensor, spend: torch.Tensor) -> torch.Tensor:
+    """``BCEWithLogits(churn_logit, churn) + ZILN-NLL(clv_params, spend)``, both means over customers.
+
+    :param churn_logit: (n,); :param clv_params: (n, 3); :param churn, spend: (n,) float32.
+    """
+    churn, spend = churn.to(churn_logit.device), spend.to(churn_logit.device)
+    return F.binary_cross_entropy_with_logits(churn_logit, churn) + ziln_loss(clv_params, spend)

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from offerpilot.envs.policy import UniformRandomPolicy
 from offerpilot.encoders.labels import window_labels
-from offerpilot.encoders.training import EncoderTrainingConfig, TrainingResult, train_encoder
+from offerpilot.encoders.training import TrainingResult, train_encoder
+from offerpilot.encoders.training_config import EncoderTrainingConfig
 from offerpilot.envs.log_generation import SimulatedLogs, simulate_logs
+from offerpilot.envs.policy import UniformRandomPolicy
 from offerpilot.envs.simulator import PopulationSimulator, SimulatorConfig
 
 START = pd.Timestamp("2025-01-01")

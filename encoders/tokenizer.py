@@ -37,7 +37,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from offerpilot.errors import DataError, Problem
+from offerpilot.encoders.history_checks import checked_times, validated_order
+from offerpilot.errors import InputError
 from offerpilot.schema import EVENT_KINDS
 
 PAD_ID = 0
@@ -137,10 +138,10 @@ class EventTokenizer:
         time_edges: Sequence[float] = TIME_EDGES_DAYS,
     ) -> None:
         if max_len < 1:
-            raise ValueError(f"max_len must be >= 1, got {max_len}")
+            raise InputError(f"max_len must be >= 1, got {max_len}")
         for name, edges in (("amount_edges", amount_edges), ("time_edges", time_edges)):
             if len(edges) == 0 or np.any(np.diff(np.asarray(edges, dtype=np.float64)) <= 0):
-                raise ValueError(f"{name} must be a non-empty strictly increasing sequence, got {list(edges)}")
+                raise InputError(f"{name} must be a non-empty strictly increasing sequence, got {list(edges)}")
         self.offers = tuple(str(o) for o in catalog_ids if o != "none")
         self.categories = tuple(str(c) for c in categories)
         self.max_len = int(max_len)
@@ -266,39 +267,14 @@ class EventTokenizer:
     ) -> _Selection:
         """Validate ``events`` and pick each customer's last ``max_len`` events before ``as_of``, vectorised."""
         if len(events) == 0:
-            raise ValueError(f"{source}: the events table is empty; there is no history to encode")
+            raise InputError(f"{source}: the events table is empty; there is no history to encode")
         ts, cutoff = checked_times(events, as_of, ("user_id", "ts", "event"), source)
         ts = ts.to_numpy()
         user_code, uniques = pd.factorize(events["user_id"])
         kind_code = _vocab_codes(events["event"], EVENT_KINDS)
 
-        problems = [Problem(source, int(r) + 1, "user_id", "missing user id") for r in np.flatnonzero(user_code < 0)]
-        problems += [Problem(source, int(r) + 1, "ts", "missing timestamp") for r in np.flatnonzero(np.isnat(ts))]
-        unknown = np.flatnonzero(kind_code < 0)
-        problems += [
-            Problem(source, int(r) + 1, "event", f"unknown event kind {v!r}; expected one of {list(EVENT_KINDS)}")
-            for r, v in zip(unknown, events["event"].to_numpy(dtype=object)[unknown])
-        ]
-        if problems:
-            raise DataError(sorted(problems, key=lambda p: p.row))
-
-        order = np.argsort(user_code, kind="stable")  # grouped by user, table order (= ts order) within a user
+        order = validated_order(events, ts, user_code, uniques, kind_code, source)
         user, t = user_code[order], ts[order]
-        same_user = user[1:] == user[:-1]
-        backwards = np.flatnonzero(same_user & (t[1:] < t[:-1]))
-        if backwards.size:
-            raise DataError(
-                [
-                    Problem(
-                        source,
-                        int(order[i + 1]) + 1,
-                        "ts",
-                        f"{pd.Timestamp(t[i + 1])} is earlier than the previous event of user {uniques[user[i]]!r} "
-                        f"(row {int(order[i]) + 1}, {pd.Timestamp(t[i])}); sort each user's events by ts",
-                    )
-                    for i in backwards
-                ]
-            )
 
         before = t < np.datetime64(cutoff)  # a prefix of each user's group, as groups are sorted by ts
         order, user, t = order[before], user[before], t[before]
@@ -320,7 +296,7 @@ class EventTokenizer:
             batch_ids = np.asarray(user_ids, dtype=object).reshape(-1)
             index = pd.Index(batch_ids)
             if not index.is_unique:
-                raise ValueError(f"user_ids has duplicates: {index[index.duplicated()].unique().tolist()[:10]}")
+                raise InputError(f"user_ids has duplicates: {index[index.duplicated()].unique().tolist()[:10]}")
             row_of_user = index.get_indexer(pd.Index(uniques))
             elapsed_days = np.full((len(batch_ids), n_kinds), np.nan, dtype=np.float32)
             elapsed_days[row_of_user[row_of_user >= 0]] = elapsed[row_of_user >= 0]
@@ -347,25 +323,6 @@ class EventTokenizer:
             n_events=n_events,
             elapsed_days=elapsed_days,
         )
-
-
-def checked_times(
-    events: pd.DataFrame, as_of: pd.Timestamp | str, required: tuple[str, ...], source: str
-) -> tuple[pd.Series, pd.Timestamp]:
-    """``events.ts`` and ``as_of`` as naive UTC, after checking ``required`` columns are present and ``ts``
-    holds timestamps; raises :class:`DataError` naming the column otherwise."""
-    missing = [c for c in required if c not in events.columns]
-    if missing:
-        raise DataError([Problem(source, None, c, "required column is missing") for c in missing])
-    ts = events["ts"]
-    if isinstance(ts.dtype, pd.DatetimeTZDtype):
-        ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
-    if not pd.api.types.is_datetime64_dtype(ts.dtype):
-        raise DataError([Problem(source, None, "ts", f"must hold timestamps (datetime64), got dtype {ts.dtype}")])
-    cutoff = pd.Timestamp(as_of)
-    if cutoff.tzinfo is not None:
-        cutoff = cutoff.tz_convert("UTC").tz_localize(None)
-    return ts, cutoff
 
 
 def _vocab_codes(values: pd.Series, vocab: tuple[str, ...], absent: tuple[str, ...] = ()) -> np.ndarray:

@@ -29,9 +29,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,111 +38,24 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
-from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
-from transformers.utils import logging as hf_logging
 
-from offerpilot.atomic import atomic_directory, plain_permissions, safetensors_write_errors, write_text_atomic
+from offerpilot.atomic import write_text_atomic
 from offerpilot.catalog import default_catalog
-from offerpilot.encoders.configuration import BACKBONES, CustomerEncoderConfig
+from offerpilot.encoders.configuration import CustomerEncoderConfig
+from offerpilot.encoders.encoder_folder import check_model_target, save_encoder
 from offerpilot.encoders.inputs import history_inputs
-from offerpilot.encoders.labels import Labels
-from offerpilot.encoders.losses import ziln_expected_value, ziln_loss
+from offerpilot.encoders.labels import Labels, check_labels
+from offerpilot.encoders.losses import churn_and_spend_loss, ziln_expected_value
 from offerpilot.encoders.modeling import SEQUENCE_INPUTS, CustomerEncoderModel, CustomerEncoderOutput
-from offerpilot.encoders.tokenizer import MASK_ID, EventTokenizer
+from offerpilot.encoders.tokenizer import EventTokenizer
+from offerpilot.encoders.training_batches import Tensors, length_bucketed_batches, mask_events
+from offerpilot.encoders.training_config import EncoderTrainingConfig
+from offerpilot.errors import InputError
 from offerpilot.torch_threads import torch_threads
 
-Tensors = dict[str, torch.Tensor]
-
-_BACKBONE_DEFAULTS: dict[str, dict[str, float]] = {
-    "events": {"pretrain_epochs": 5, "finetune_epochs": 30, "batch_size": 256, "learning_rate": 1e-3, "head_learning_rate": 1e-3},
-    "text": {"pretrain_epochs": 0, "finetune_epochs": 2, "batch_size": 32, "learning_rate": 5e-5, "head_learning_rate": 1e-3},
-}
-_BUCKET_BATCHES = 50
-"""Shuffled training rows are sorted by history length in chunks of this many batches (length bucketing)."""
 _HEADS = ("projection", "head_trunk", "churn_head", "clv_head", "mlm_event_head", "mlm_amount_head")
-
-
-@dataclass(frozen=True)
-class EncoderTrainingConfig:
-    """How :func:`train_encoder` trains; ``None`` fields take their backbone's default (see :meth:`resolved`)."""
-
-    backbone: str = "events"
-    """``"events"``: a transformer over event tokens; ``"text"``: the packaged all-MiniLM-L6-v2 over rendered histories."""
-    max_len: int = 64
-    """Most recent events per customer the model reads (the text backbone renders as many)."""
-    hidden_size: int = 32
-    """Width of the events transformer. The defaults (32 wide, 1 layer, 2 heads) matched a 64-wide 2-layer
-    model's held-out churn AUC and CLV Spearman on 20,000 simulated customers at 3.5x less training time."""
-    intermediate_size: int | None = None
-    """Width of each layer's feed-forward block; None: twice ``hidden_size``."""
-    num_layers: int = 1
-    """Transformer layers (events backbone)."""
-    num_heads: int = 2
-    """Attention heads (events backbone); must divide ``hidden_size``."""
-    embedding_dim: int = 32
-    """Size of the customer embedding the heads and the agent read."""
-    dropout: float = 0.1
-    """Dropout of the events transformer while training."""
-    pretrain_epochs: int | None = None
-    """Masked event modelling epochs; None: 5 for events, 0 for text (which has no masked pre-training)."""
-    finetune_epochs: int | None = None
-    """Most churn + CLV epochs (early stopping may end sooner); None: 30 for events, 2 for text (slow on CPU)."""
-    batch_size: int | None = None
-    """Customers per optimiser step; None: 256 for events, 32 for text."""
-    learning_rate: float | None = None
-    """AdamW learning rate of the backbone; None: 1e-3 for events, 5e-5 for the pretrained text model."""
-    head_learning_rate: float | None = None
-    """AdamW learning rate of the projection and the heads; None: 1e-3."""
-    weight_decay: float = 0.01
-    """AdamW decoupled weight decay."""
-    max_grad_norm: float = 1.0
-    """Gradients are clipped to this global L2 norm."""
-    mask_probability: float = 0.15
-    """Share of real event positions masked in pre-training."""
-    validation_fraction: float = 0.2
-    """Share of the labelled customers held out for validation and early stopping."""
-    patience: int = 3
-    """Fine-tuning stops after this many epochs without a lower validation loss."""
-    seed: int = 0
-    """Seeds the split, the initialisation, dropout, the batch order and the masks."""
-    device: str = "auto"
-    """``"auto"`` (CUDA when available, else CPU), or a torch device such as ``"cpu"`` or ``"cuda:1"``."""
-    num_threads: int | None = None
-    """CPU threads torch may use during training (restored afterwards); None: leave torch's setting. On cores
-    shared with other busy processes, 1 avoids OpenMP threads waiting on each other (seen 20x slower with 2 of 2)."""
-    text_max_tokens: int = 256
-    """Text backbone: rendered histories are cut to their last this many tokens."""
-
-    def __post_init__(self) -> None:
-        if self.backbone not in BACKBONES:
-            raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
-        if self.backbone == "text" and self.pretrain_epochs:
-            raise ValueError("the text backbone has no masked pre-training: set pretrain_epochs to 0 or None")
-        if self.hidden_size % self.num_heads:
-            raise ValueError(f"num_heads ({self.num_heads}) must divide hidden_size ({self.hidden_size})")
-        if not 0.0 < self.validation_fraction < 1.0:
-            raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction}")
-        if not 0.0 < self.mask_probability < 1.0:
-            raise ValueError(f"mask_probability must be in (0, 1), got {self.mask_probability}")
-        positive = ("max_len", "hidden_size", "intermediate_size", "num_layers", "embedding_dim", "batch_size", "finetune_epochs", "patience", "num_threads", "text_max_tokens")
-        for name in positive:
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
-        if self.pretrain_epochs is not None and self.pretrain_epochs < 0:
-            raise ValueError(f"pretrain_epochs must be >= 0, got {self.pretrain_epochs}")
-        for name in ("learning_rate", "head_learning_rate"):
-            value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise ValueError(f"{name} must be > 0, got {value}")
-
-    def resolved(self) -> EncoderTrainingConfig:
-        """This config with every ``None`` default filled in for its backbone and ``device="auto"`` resolved."""
-        defaults = {k: v for k, v in _BACKBONE_DEFAULTS[self.backbone].items() if getattr(self, k) is None}
-        device = ("cuda" if torch.cuda.is_available() else "cpu") if self.device == "auto" else str(torch.device(self.device))
-        return replace(self, **defaults, device=device)
 
 
 @dataclass(frozen=True)
@@ -220,13 +131,13 @@ def train_encoder(
     config = config.resolved()
     out_dir = Path(out_dir)
     model_dir = out_dir / "model"
-    _check_model_target(model_dir)
-    _check_labels(labels)
+    check_model_target(model_dir)
+    check_labels(labels)
     if tokenizer is None:
         categories = sorted(events["category"].dropna().astype(str).unique()) if "category" in events.columns else []
         tokenizer = EventTokenizer(default_catalog().ids, [c for c in categories if c], max_len=config.max_len)
     elif tokenizer.max_len > config.max_len:
-        raise ValueError(f"the tokenizer keeps {tokenizer.max_len} events but the model reads at most max_len={config.max_len}")
+        raise InputError(f"the tokenizer keeps {tokenizer.max_len} events but the model reads at most max_len={config.max_len}")
 
     split_seed, loader_seed, mask_seed = (int(s) for s in np.random.SeedSequence(config.seed).generate_state(3))
     order = np.random.default_rng(split_seed).permutation(len(labels))
@@ -254,31 +165,9 @@ def train_encoder(
 
     model.eval()
     metrics = TrainingMetrics(seed=config.seed, n_train=len(train_rows), n_validation=len(val_rows), **pretrain, **finetune)
-    _save_atomic(model, tokenizer, model_dir)
+    save_encoder(model, tokenizer, model_dir)
     write_text_atomic(out_dir / "metrics.json", json.dumps(_json_ready(asdict(metrics)), indent=2, allow_nan=False) + "\n")
     return TrainingResult(model=model, tokenizer=tokenizer, config=config, metrics=metrics, model_dir=model_dir)
-
-
-def load_encoder(model_dir: str | Path) -> tuple[CustomerEncoderModel, EventTokenizer]:
-    """The model (eval mode, CPU) and event tokenizer that :func:`train_encoder` wrote to ``model_dir``.
-
-    Weights load from ``model.safetensors`` only (``use_safetensors=True``): no pickle is ever unpickled.
-    """
-    with _no_hub_progress_bars():
-        model = CustomerEncoderModel.from_pretrained(model_dir, use_safetensors=True)
-    return model.eval(), EventTokenizer.from_pretrained(model_dir)
-
-
-@contextmanager
-def _no_hub_progress_bars() -> Iterator[None]:
-    """Silence transformers' bars while a small model loads or saves (they would print on every load)."""
-    enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if enabled:
-            hf_logging.enable_progress_bar()
 
 
 # -- data ---------------------------------------------------------------------------------------------
@@ -287,42 +176,6 @@ def _no_hub_progress_bars() -> Iterator[None]:
 def _model_inputs(events: pd.DataFrame, as_of: pd.Timestamp | str, labels: Labels, tokenizer: EventTokenizer, config: EncoderTrainingConfig) -> Tensors:
     """``forward`` inputs of every labelled customer: (n, L) int64 each, right-padded, and ``elapsed_days``."""
     return history_inputs(events, as_of, labels.user_ids, tokenizer, config.backbone, config.max_len, config.text_max_tokens)
-
-
-def _batches(data: Tensors, batch_size: int, generator: torch.Generator | None) -> Iterator[Tensors]:
-    """Batches of ``data``'s rows, each cut to its longest history; ``generator`` None: in row order.
-
-    With a generator, batches are bucketed by length: the rows are shuffled, every ``_BUCKET_BATCHES``
-    batches' worth is sorted by history length and cut into batches, and the batches are shuffled. Rows are
-    right-padded and the model reads positions as recency, so dropping the all-padding columns changes no
-    output; with most histories far shorter than ``max_len`` it saves most of the work.
-    """
-    names = list(data)
-    dataset = TensorDataset(*data.values())
-    lengths = data["attention_mask"].sum(1)
-    if generator is None:
-        batches = list(torch.arange(len(lengths)).split(batch_size))
-    else:
-        shuffled = torch.randperm(len(lengths), generator=generator)
-        batches = []
-        for chunk in shuffled.split(batch_size * _BUCKET_BATCHES):
-            batches += chunk[torch.argsort(lengths[chunk], stable=True)].split(batch_size)
-        batches = [batches[i] for i in torch.randperm(len(batches), generator=generator)]
-    for values in DataLoader(dataset, sampler=batches, batch_size=None):
-        batch = dict(zip(names, values))
-        width = max(1, int(batch["attention_mask"].sum(1).max()))
-        yield {k: v[:, :width] if k in SEQUENCE_INPUTS else v for k, v in batch.items()}
-
-
-def _mask_events(batch: Tensors, probability: float, generator: torch.Generator) -> tuple[Tensors, torch.Tensor]:
-    """Replace the event and amount tokens of a random share of real positions by ``MASK_ID``.
-
-    :returns: the masked batch and ``selected``, (n, L) bool, True where a token was masked.
-    """
-    real = batch["attention_mask"].bool()
-    selected = (torch.rand(real.shape, generator=generator) < probability) & real
-    masked = {**batch, "event_ids": batch["event_ids"].masked_fill(selected, MASK_ID), "amount_ids": batch["amount_ids"].masked_fill(selected, MASK_ID)}
-    return masked, selected
 
 
 # -- losses and metrics -------------------------------------------------------------------------------
@@ -345,21 +198,12 @@ def _mlm_loss(out: CustomerEncoderOutput, original: Tensors, selected: torch.Ten
     return loss
 
 
-def _supervised_loss(churn_logit: torch.Tensor, clv_params: torch.Tensor, churn: torch.Tensor, spend: torch.Tensor) -> torch.Tensor:
-    """``BCEWithLogits(churn_logit, churn) + ZILN-NLL(clv_params, spend)``, both means over customers.
-
-    :param churn_logit: (n,); :param clv_params: (n, 3); :param churn, spend: (n,) float32.
-    """
-    churn, spend = churn.to(churn_logit.device), spend.to(churn_logit.device)
-    return F.binary_cross_entropy_with_logits(churn_logit, churn) + ziln_loss(clv_params, spend)
-
-
 @torch.no_grad()
 def _validate(model: CustomerEncoderModel, val: Tensors, batch_size: int) -> dict[str, float]:
     """Fine-tuning loss, churn AUC and CLV Spearman on ``val``, in eval mode (the mode is restored)."""
     was_training = model.training
     model.eval()
-    outputs = [_forward(model, batch) for batch in _batches(val, batch_size, None)]
+    outputs = [_forward(model, batch) for batch in length_bucketed_batches(val, batch_size, None)]
     model.train(was_training)
     churn_logit = torch.cat([o.churn_logit for o in outputs]).float()
     clv_params = torch.cat([o.clv_params for o in outputs]).float()
@@ -367,7 +211,7 @@ def _validate(model: CustomerEncoderModel, val: Tensors, batch_size: int) -> dic
     expected = ziln_expected_value(clv_params).cpu().numpy()
     one_class = churn.min() == churn.max()
     return {
-        "loss": float(_supervised_loss(churn_logit, clv_params, val["churn"], val["spend"])),
+        "loss": float(churn_and_spend_loss(churn_logit, clv_params, val["churn"], val["spend"])),
         "churn_auc": math.nan if one_class else float(roc_auc_score(churn, churn_logit.cpu().numpy())),
         "clv_spearman": math.nan if np.ptp(spend) == 0 or np.ptp(expected) == 0 else float(spearmanr(expected, spend).statistic),
     }
@@ -390,7 +234,7 @@ def _pretrain(
     if not config.pretrain_epochs:
         return {"pretrain_loss": (), "pretrain_val_loss": (), "pretrain_seconds_per_epoch": math.nan}
     optimizer = _optimizer(model, config)
-    val_masked = [(batch, *_mask_events(batch, config.mask_probability, mask_generator)) for batch in _batches(val, config.batch_size, None)]
+    val_masked = [(batch, *mask_events(batch, config.mask_probability, mask_generator)) for batch in length_bucketed_batches(val, config.batch_size, None)]
     losses: list[float] = []
     val_losses: list[float] = []
     seconds: list[float] = []
@@ -401,8 +245,8 @@ def _pretrain(
         start = time.perf_counter()
         model.train()
         total = 0.0
-        for batch in _batches(train, config.batch_size, loader_generator):
-            masked, selected = _mask_events(batch, config.mask_probability, mask_generator)
+        for batch in length_bucketed_batches(train, config.batch_size, loader_generator):
+            masked, selected = mask_events(batch, config.mask_probability, mask_generator)
             loss = _mlm_loss(_forward(model, masked, output_mlm_logits=True), batch, selected)
             _step(model, optimizer, loss, config.max_grad_norm)
             total += loss.item() * len(batch["churn"])
@@ -443,9 +287,9 @@ def _finetune(
         start = time.perf_counter()
         model.train()
         total = 0.0
-        for batch in _batches(train, config.batch_size, loader_generator):
+        for batch in length_bucketed_batches(train, config.batch_size, loader_generator):
             out = _forward(model, batch)
-            loss = _supervised_loss(out.churn_logit, out.clv_params, batch["churn"], batch["spend"])
+            loss = churn_and_spend_loss(out.churn_logit, out.clv_params, batch["churn"], batch["spend"])
             _step(model, optimizer, loss, config.max_grad_norm)
             total += loss.item() * len(batch["churn"])
             bar.update()
@@ -535,32 +379,6 @@ def _init_heads_at_base_rates(model: CustomerEncoderModel, churn: torch.Tensor, 
 
 
 # -- checks and output ----------------------------------------------------------------------------------
-
-
-def _check_labels(labels: Labels) -> None:
-    """Raise ``ValueError`` unless ``labels`` hold >= 2 customers, churn in {0, 1} and finite spend >= 0."""
-    n = len(labels.user_ids)
-    if n < 2 or labels.churn.shape != (n,) or labels.spend.shape != (n,):
-        raise ValueError(f"need labels of >= 2 customers with churn and spend of shape (n,), got {n} user ids, churn {labels.churn.shape}, spend {labels.spend.shape}")
-    if not np.isin(labels.churn, (0.0, 1.0)).all():
-        raise ValueError("churn labels must be 0 or 1")
-    if not (np.isfinite(labels.spend) & (labels.spend >= 0)).all():
-        raise ValueError("spend labels must be finite and >= 0")
-
-
-def _check_model_target(model_dir: Path) -> None:
-    """Raise ``FileExistsError`` if something other than a folder (a previous model) is at ``model_dir``."""
-    if model_dir.exists() and not model_dir.is_dir():
-        raise FileExistsError(f"{model_dir} exists and is not a model folder; move it away or choose another out_dir")
-
-
-def _save_atomic(model: CustomerEncoderModel, tokenizer: EventTokenizer, model_dir: Path) -> None:
-    """Write the model and tokenizer to ``model_dir`` all or nothing (see :func:`atomic_directory`)."""
-    _check_model_target(model_dir)
-    with atomic_directory(model_dir) as tmp, _no_hub_progress_bars(), safetensors_write_errors():
-        model.save_pretrained(tmp)
-        plain_permissions(tmp / "model.safetensors")
-        tokenizer.save_pretrained(tmp)
 
 
 def _json_ready(value: object) -> object:

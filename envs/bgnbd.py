@@ -6,6 +6,7 @@ import numpy as np
 from scipy.special import betaln, expit, gammaln, hyp2f1
 
 from offerpilot.envs.rfm import ArrayLike, check_horizon, check_rfm, maximise_log_likelihood
+from offerpilot.errors import InputError
 
 
 class BetaGeoNBD:
@@ -52,7 +53,7 @@ class BetaGeoNBD:
     def from_params(cls, r: float, alpha: float, a: float, b: float) -> BetaGeoNBD:
         """A model with the given parameters, as if fitted (``log_likelihood_`` is nan)."""
         if min(r, alpha, a, b) <= 0:
-            raise ValueError(f"BG/NBD parameters must be > 0, got r={r}, alpha={alpha}, a={a}, b={b}")
+            raise InputError(f"BG/NBD parameters must be > 0, got r={r}, alpha={alpha}, a={a}, b={b}")
         model = cls()
         model.r_, model.alpha_, model.a_, model.b_ = float(r), float(alpha), float(a), float(b)
         model.log_likelihood_ = float("nan")

@@ -16,12 +16,13 @@ import numpy as np
 import pandas as pd
 
 from offerpilot.catalog import default_catalog
+from offerpilot.envs.day_kernel import DayKernel
 from offerpilot.envs.gamma_gamma import GammaGamma
 from offerpilot.envs.history import simulate_lives
 from offerpilot.envs.pareto_nbd import ParetoNBD
-from offerpilot.envs.population import DayKernel, PopulationParams, sample_traits
+from offerpilot.envs.population import PopulationParams, sample_traits
 from offerpilot.envs.rfm import summarise_purchases
-
+from offerpilot.errors import InputError
 
 FITTED = ("r", "alpha", "s", "beta", "spend_p", "spend_q", "spend_gamma")
 """The population parameters a purchase log identifies; the behavioural ones keep their defaults."""
@@ -67,11 +68,11 @@ def calibrate(
     base = base or PopulationParams()
     purchases = events[events["event"] == "purchase"]
     if purchases.empty:
-        raise ValueError("the log has no purchase events to calibrate on")
+        raise InputError("the log has no purchase events to calibrate on")
     end = pd.Timestamp(calibration_end) if calibration_end is not None else purchases["ts"].max().normalize()
     rfm = summarise_purchases(purchases, calibration_end=end, unit_days=1.0)
     if (rfm["x"] > 0).sum() < 20:
-        raise ValueError(f"only {(rfm['x'] > 0).sum()} customers bought twice or more before {end.date()}: too few to fit spend")
+        raise InputError(f"only {(rfm['x'] > 0).sum()} customers bought twice or more before {end.date()}: too few to fit spend")
     pnbd = ParetoNBD().fit(rfm["x"], rfm["t_x"], rfm["T"])
     repeat = rfm[(rfm["x"] > 0) & (rfm["monetary"] > 0)]
     n_zero_spend = int(((rfm["x"] > 0) & (rfm["monetary"] <= 0)).sum())

@@ -6,6 +6,7 @@ import numpy as np
 from scipy.special import gammaln
 
 from offerpilot.envs.rfm import ArrayLike, maximise_log_likelihood
+from offerpilot.errors import InputError
 
 
 class GammaGamma:
@@ -42,7 +43,7 @@ class GammaGamma:
     def from_params(cls, p: float, q: float, gamma: float) -> GammaGamma:
         """A model with the given parameters, as if fitted (``log_likelihood_`` is nan)."""
         if min(p, q, gamma) <= 0:
-            raise ValueError(f"Gamma-Gamma parameters must be > 0, got p={p}, q={q}, gamma={gamma}")
+            raise InputError(f"Gamma-Gamma parameters must be > 0, got p={p}, q={q}, gamma={gamma}")
         model = cls()
         model.p_, model.q_, model.gamma_ = float(p), float(q), float(gamma)
         model.log_likelihood_ = float("nan")
@@ -62,7 +63,7 @@ class GammaGamma:
         x, monetary = _check(x, monetary)
         repeat = x > 0
         if not repeat.any():
-            raise ValueError("no customer has a repeat transaction (x > 0): nothing to fit")
+            raise InputError("no customer has a repeat transaction (x > 0): nothing to fit")
         x, monetary = x[repeat], monetary[repeat]
         params, mean_ll = maximise_log_likelihood(lambda p: _log_likelihood(p, x, monetary).mean(), 3)
         self.p_, self.q_, self.gamma_ = (float(v) for v in params)
@@ -94,11 +95,11 @@ def _check(x: ArrayLike, monetary: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Broadcast to float64 arrays; whole ``x >= 0``, finite ``monetary``, ``> 0`` where ``x > 0``."""
     x, monetary = np.broadcast_arrays(np.asarray(x, dtype=np.float64), np.asarray(monetary, dtype=np.float64))
     if not (np.isfinite(x).all() and np.isfinite(monetary).all()):
-        raise ValueError("x and monetary must be finite")
+        raise InputError("x and monetary must be finite")
     if (x < 0).any() or (x != np.round(x)).any():
-        raise ValueError("x (repeat transactions) must be whole numbers >= 0")
+        raise InputError("x (repeat transactions) must be whole numbers >= 0")
     if ((x > 0) & (monetary <= 0)).any():
-        raise ValueError("monetary must be > 0 where x > 0 (the Gamma-Gamma model has positive spend)")
+        raise InputError("monetary must be > 0 where x > 0 (the Gamma-Gamma model has positive spend)")
     return x, monetary
 
 

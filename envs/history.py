@@ -13,16 +13,17 @@ import numpy as np
 from scipy.special import gammaincinv
 
 from offerpilot.envs.common_random import Draw, open_uniforms
+from offerpilot.envs.day_kernel import DayKernel
 from offerpilot.envs.population import (
     F32,
     CustomerState,
     CustomerTraits,
-    DayKernel,
     DayOutcome,
     acquired_state,
     put,
     take,
 )
+from offerpilot.errors import InputError
 
 
 class DayRecorder(Protocol):
@@ -70,7 +71,7 @@ def simulate_lives(
     ``until_day`` (exclusive) with no messages; returns the state on ``until_day``, in the input order."""
     acquisition_day = np.asarray(acquisition_day, dtype=np.int64)
     if acquisition_day.size and acquisition_day.max() >= until_day:
-        raise ValueError("every customer must be acquired before until_day")
+        raise InputError("every customer must be acquired before until_day")
     order = np.argsort(acquisition_day, kind="stable")
     sorted_days = acquisition_day[order]
     traits_sorted = take(traits, order)

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from offerpilot.catalog import OfferCatalog
-from offerpilot.envs.observers import RawFeatureObserver
 from offerpilot.envs.objective import ObjectiveConfig
+from offerpilot.envs.observers import RawFeatureObserver
 from offerpilot.envs.population import F32, MAX_DAYS, NO_CONTACT, CustomerState
 
 _DAY = pd.Timedelta(days=1)
@@ -85,34 +85,8 @@ def observable_state_from_logs(
     unsubscribes = events[events["event"] == "unsubscribe"].assign(gone=1.0)
     unsubscribed = _last_before(queries, unsubscribes, ["gone"])["gone"].notna().to_numpy()
 
-    # Contact history: the k latest messages before each decision, and the live offer.
-    sent = decisions[decisions["offer_id"] != "none"].sort_values(["user_id", "ts"], kind="stable").copy()
-    sent["n_messages"] = sent.groupby("user_id").cumcount() + 1
-    sent["sent_ts"] = sent["ts"]
-    last_sent = _last_before(queries, sent, ["n_messages"])
-    n_messages = last_sent["n_messages"].fillna(0).to_numpy(np.int64)
-    by_number = sent.set_index(["user_id", "n_messages"])["sent_ts"]
-    k = catalog.caps.max_messages
-    contact_age = np.full((n, k), NO_CONTACT, np.int16)
-    for j in range(k):  # the (j+1)-th latest message
-        number = n_messages - j
-        has = number >= 1
-        keys = pd.MultiIndex.from_arrays([queries["user_id"][has], number[has]])
-        ts = pd.Series(by_number.reindex(keys).to_numpy(), dtype="datetime64[us]")
-        contact_age[has, j] = np.minimum(today[has] - _day(ts, origin), NO_CONTACT)
-
-    offer_index = {offer_id: i for i, offer_id in enumerate(catalog.ids)}
-    offers = sent[catalog.is_offer[sent["offer_id"].map(offer_index).to_numpy(np.int64)]]
-    offers = offers.assign(offer_ts=offers["ts"], validity=offers["offer_id"].map(dict(zip(catalog.ids, catalog.validity_days))))
-    live = _last_before(queries, offers, ["offer_id", "offer_ts", "validity"])
-    redemptions = purchases[purchases["offer_id"].notna()] if "offer_id" in purchases else purchases.iloc[:0]
-    last_redemption = _last_before(queries, redemptions.assign(redeemed_ts=redemptions["ts"]), ["redeemed_ts"])
-    has_offer = live["offer_ts"].notna().to_numpy()
-    used = has_offer & (last_redemption["redeemed_ts"] >= live["offer_ts"]).to_numpy()
-    left = np.zeros(n, np.int64)
-    left[has_offer] = live["validity"].to_numpy()[has_offer] - (today[has_offer] - _day(live["offer_ts"][has_offer], origin))
-    left = np.where(used, 0, np.maximum(left, 0))
-    live_offer = np.where(left > 0, live["offer_id"].map(offer_index).fillna(0).to_numpy(np.int64), 0)
+    sent, n_messages, contact_age = _contact_history(decisions, queries, today, origin, catalog)
+    live_offer, left = _live_offer(sent, purchases, queries, today, origin, catalog)
 
     zeros = np.zeros(n, F32)
     return CustomerState(
@@ -136,6 +110,48 @@ def observable_state_from_logs(
         habituation=zeros.copy(),
         fatigue=zeros.copy(),
     )
+
+
+def _contact_history(decisions: pd.DataFrame, queries: pd.DataFrame, today: np.ndarray, origin: pd.Timestamp,
+                     catalog: OfferCatalog) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """The messages sent (decision rows with an offer), and for each query the number sent before it and the
+    ages in days of its ``max_messages`` latest ones (``NO_CONTACT`` where fewer were sent)."""
+    n = len(queries)
+    sent = decisions[decisions["offer_id"] != "none"].sort_values(["user_id", "ts"], kind="stable").copy()
+    sent["n_messages"] = sent.groupby("user_id").cumcount() + 1
+    sent["sent_ts"] = sent["ts"]
+    last_sent = _last_before(queries, sent, ["n_messages"])
+    n_messages = last_sent["n_messages"].fillna(0).to_numpy(np.int64)
+    by_number = sent.set_index(["user_id", "n_messages"])["sent_ts"]
+    k = catalog.caps.max_messages
+    contact_age = np.full((n, k), NO_CONTACT, np.int16)
+    for j in range(k):  # the (j+1)-th latest message
+        number = n_messages - j
+        has = number >= 1
+        keys = pd.MultiIndex.from_arrays([queries["user_id"][has], number[has]])
+        ts = pd.Series(by_number.reindex(keys).to_numpy(), dtype="datetime64[us]")
+        contact_age[has, j] = np.minimum(today[has] - _day(ts, origin), NO_CONTACT)
+    return sent, n_messages, contact_age
+
+
+def _live_offer(sent: pd.DataFrame, purchases: pd.DataFrame, queries: pd.DataFrame, today: np.ndarray, origin: pd.Timestamp,
+                catalog: OfferCatalog) -> tuple[np.ndarray, np.ndarray]:
+    """For each query, the catalog index of the offer still live (sent, not expired, not redeemed since; 0: none)
+    and its days left."""
+    n = len(queries)
+    offer_index = {offer_id: i for i, offer_id in enumerate(catalog.ids)}
+    offers = sent[catalog.is_offer[sent["offer_id"].map(offer_index).to_numpy(np.int64)]]
+    offers = offers.assign(offer_ts=offers["ts"], validity=offers["offer_id"].map(dict(zip(catalog.ids, catalog.validity_days))))
+    live = _last_before(queries, offers, ["offer_id", "offer_ts", "validity"])
+    redemptions = purchases[purchases["offer_id"].notna()] if "offer_id" in purchases else purchases.iloc[:0]
+    last_redemption = _last_before(queries, redemptions.assign(redeemed_ts=redemptions["ts"]), ["redeemed_ts"])
+    has_offer = live["offer_ts"].notna().to_numpy()
+    used = has_offer & (last_redemption["redeemed_ts"] >= live["offer_ts"]).to_numpy()
+    left = np.zeros(n, np.int64)
+    left[has_offer] = live["validity"].to_numpy()[has_offer] - (today[has_offer] - _day(live["offer_ts"][has_offer], origin))
+    left = np.where(used, 0, np.maximum(left, 0))
+    live_offer = np.where(left > 0, live["offer_id"].map(offer_index).fillna(0).to_numpy(np.int64), 0)
+    return live_offer, left
 
 
 def raw_features_from_logs(

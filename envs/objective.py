@@ -12,12 +12,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from offerpilot.errors import InputError
+
+DEFAULT_LAM = 0.5
+"""The trade-off every command and config starts from: half 30-day margin, half 365-day CLV."""
+
 
 @dataclass(frozen=True)
 class ObjectiveConfig:
     """What the policy is paid for."""
 
-    lam: float = 0.5
+    lam: float = DEFAULT_LAM
     """Trade-off: 0 = short-term margin only, 1 = discounted lifetime margin only."""
     short_window_days: int = 30
     """``W``: days counted in the short-term revenue ``R_short``."""
@@ -30,13 +35,13 @@ class ObjectiveConfig:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.lam <= 1.0:
-            raise ValueError(f"lam must be in [0, 1], got {self.lam}")
+            raise InputError(f"lam must be in [0, 1], got {self.lam}")
         if not 0 < self.short_window_days <= self.horizon_days:
-            raise ValueError("short_window_days must be in (0, horizon_days]")
+            raise InputError("short_window_days must be in (0, horizon_days]")
         if not 0.0 <= self.gross_margin_rate <= 1.0:
-            raise ValueError(f"gross_margin_rate must be in [0, 1], got {self.gross_margin_rate}")
+            raise InputError(f"gross_margin_rate must be in [0, 1], got {self.gross_margin_rate}")
         if self.annual_discount_rate <= -1.0:
-            raise ValueError("annual_discount_rate must be > -1")
+            raise InputError("annual_discount_rate must be > -1")
 
     @property
     def daily_discount(self) -> float:

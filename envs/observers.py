@@ -15,6 +15,7 @@ from offerpilot.catalog import OfferCatalog
 from offerpilot.envs.common_random import Draw, open_uniforms
 from offerpilot.envs.objective import ObjectiveConfig
 from offerpilot.envs.population import F32, CustomerState, CustomerTraits, PopulationParams
+from offerpilot.errors import InputError
 
 
 class Observer(Protocol):
@@ -99,17 +100,17 @@ def parse_latent_feature(spec: str) -> tuple[str, float]:
     the trait from what is seen explains the share ``R2`` of its variance) -> (name, R2)."""
     name, _, r2_text = spec.partition("@")
     if name not in LATENT_FEATURES:
-        raise ValueError(f"unknown latent feature {name!r}; choose from {LATENT_FEATURES}")
+        raise InputError(f"unknown latent feature {name!r}; choose from {LATENT_FEATURES}")
     if not r2_text:
         return name, 1.0
     try:
         r2 = float(r2_text)
     except ValueError:
-        raise ValueError(f"{spec!r}: the share of variance after '@' must be a number in (0, 1]") from None
+        raise InputError(f"{spec!r}: the share of variance after '@' must be a number in (0, 1]") from None
     if not 0.0 < r2 <= 1.0:
-        raise ValueError(f"{spec!r}: the share of variance after '@' must be in (0, 1], got {r2}")
+        raise InputError(f"{spec!r}: the share of variance after '@' must be in (0, 1], got {r2}")
     if r2 < 1.0 and name not in STABLE_TRAITS:
-        raise ValueError(f"{spec!r}: only the stable traits {STABLE_TRAITS} can be seen through noise")
+        raise InputError(f"{spec!r}: only the stable traits {STABLE_TRAITS} can be seen through noise")
     return name, r2
 
 
@@ -154,7 +155,7 @@ class LatentObserver(RawFeatureObserver):
     def __init__(self, catalog: OfferCatalog, objective: ObjectiveConfig, latent: tuple[str, ...] = LATENT_FEATURES, population: PopulationParams | None = None) -> None:
         super().__init__(catalog, objective)
         if not latent:
-            raise ValueError(f"latent features must be a non-empty subset of {LATENT_FEATURES}, got []")
+            raise InputError(f"latent features must be a non-empty subset of {LATENT_FEATURES}, got []")
         parsed = [parse_latent_feature(spec) for spec in latent]
         self.columns = [LATENT_FEATURES.index(name) for name, _ in parsed]
         self.feature_names = RawFeatureObserver.feature_names + tuple(latent)
@@ -193,4 +194,4 @@ def make_observer(name: str, catalog: OfferCatalog, objective: ObjectiveConfig, 
         return LatentObserver(catalog, objective)
     if name.startswith("latent:"):
         return LatentObserver(catalog, objective, tuple(name.removeprefix("latent:").split(",")), population)
-    raise ValueError(f"unknown observer {name!r}; choose raw, latent or latent:NAME,NAME")
+    raise InputError(f"unknown observer {name!r}; choose raw, latent or latent:NAME,NAME")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import exprel, expit, gammaln, hyp2f1
+from scipy.special import expit, exprel, gammaln, hyp2f1
 
 from offerpilot.envs.rfm import ArrayLike, check_horizon, check_rfm, maximise_log_likelihood
+from offerpilot.errors import InputError
 
 
 class ParetoNBD:
@@ -62,7 +63,7 @@ class ParetoNBD:
     def from_params(cls, r: float, alpha: float, s: float, beta: float) -> ParetoNBD:
         """A model with the given parameters, as if fitted (``log_likelihood_`` is nan)."""
         if min(r, alpha, s, beta) <= 0:
-            raise ValueError(f"Pareto/NBD parameters must be > 0, got r={r}, alpha={alpha}, s={s}, beta={beta}")
+            raise InputError(f"Pareto/NBD parameters must be > 0, got r={r}, alpha={alpha}, s={s}, beta={beta}")
         model = cls()
         model.r_, model.alpha_, model.s_, model.beta_ = float(r), float(alpha), float(s), float(beta)
         model.log_likelihood_ = float("nan")

@@ -16,7 +16,6 @@ from offerpilot.envs.policy import Policy
 from offerpilot.envs.rollout import Cohort, rollout
 from offerpilot.envs.simulator import PopulationSimulator
 
-
 RETENTION_DAYS = (90, 180, 365)
 Z95 = 1.959963984540054
 

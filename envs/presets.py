@@ -8,6 +8,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from offerpilot.envs.population import PopulationParams
+from offerpilot.errors import InputError
 
 PRESETS = {"cdnow": "population_cdnow.json"}
 """Presets shipped in ``offerpilot/data``; ``default`` is :class:`PopulationParams` as it stands."""
@@ -28,15 +29,15 @@ def load_population(spec: str | Path | None = None) -> PopulationParams:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
-        raise ValueError(f"{source}: not valid JSON: {e}") from None
+        raise InputError(f"{source}: not valid JSON: {e}") from None
     values = data.get("population", data) if isinstance(data, dict) else None
     if not isinstance(values, dict):
-        raise ValueError(f"{source}: expected an object with the population parameters")
+        raise InputError(f"{source}: expected an object with the population parameters")
     known = {f.name for f in fields(PopulationParams)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ValueError(f"{source}: unknown population parameter(s) {unknown}")
+        raise InputError(f"{source}: unknown population parameter(s) {unknown}")
     bad = [k for k, v in values.items() if not isinstance(v, (int, float)) or isinstance(v, bool)]
     if bad:
-        raise ValueError(f"{source}: parameter(s) {bad} must be numbers")
+        raise InputError(f"{source}: parameter(s) {bad} must be numbers")
     return PopulationParams(**{k: float(v) for k, v in values.items()})

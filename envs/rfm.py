@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 
+from offerpilot.errors import InputError
+
 ArrayLike = np.ndarray | pd.Series | float | int
 
 
@@ -54,22 +56,22 @@ def summarise_purchases(
     """
     missing = {"user_id", "ts", "event", "amount"} - set(events.columns)
     if missing:
-        raise ValueError(f"events lacks column(s) {sorted(missing)}")
+        raise InputError(f"events lacks column(s) {sorted(missing)}")
     if not pd.api.types.is_datetime64_any_dtype(events["ts"]):
-        raise ValueError(f"events['ts'] must be datetime64, got {events['ts'].dtype}")
+        raise InputError(f"events['ts'] must be datetime64, got {events['ts'].dtype}")
     if unit_days <= 0:
-        raise ValueError(f"unit_days must be > 0, got {unit_days}")
+        raise InputError(f"unit_days must be > 0, got {unit_days}")
     calibration_end = pd.Timestamp(calibration_end)
     if holdout_end is not None:
         holdout_end = pd.Timestamp(holdout_end)
         if holdout_end <= calibration_end:
-            raise ValueError(f"holdout_end {holdout_end} must be after calibration_end {calibration_end}")
+            raise InputError(f"holdout_end {holdout_end} must be after calibration_end {calibration_end}")
 
     purchases = events.loc[events["event"] == "purchase", ["user_id", "ts", "amount"]]
     bad = purchases["ts"].isna() | purchases["amount"].isna()
     if bad.any():
         rows = purchases.index[bad][:10].tolist()
-        raise ValueError(f"{int(bad.sum())} purchase row(s) lack ts or amount, e.g. at index {rows}")
+        raise InputError(f"{int(bad.sum())} purchase row(s) lack ts or amount, e.g. at index {rows}")
 
     time = purchases["ts"].dt.floor("D") if merge_same_day else purchases["ts"]
     tx = pd.DataFrame({"user_id": purchases["user_id"], "time": time, "amount": purchases["amount"]})
@@ -108,17 +110,17 @@ def check_rfm(x: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> tuple[np.ndarray, n
     """
     x, t_x, T = np.broadcast_arrays(*(np.asarray(a, dtype=np.float64) for a in (x, t_x, T)))
     if not (np.isfinite(x).all() and np.isfinite(t_x).all() and np.isfinite(T).all()):
-        raise ValueError("x, t_x and T must be finite")
+        raise InputError("x, t_x and T must be finite")
     if (x < 0).any() or (x != np.round(x)).any():
-        raise ValueError("x (repeat purchases) must be whole numbers >= 0")
+        raise InputError("x (repeat purchases) must be whole numbers >= 0")
     if (t_x < 0).any():
-        raise ValueError("t_x (time of last purchase) must be >= 0")
+        raise InputError("t_x (time of last purchase) must be >= 0")
     if (T <= 0).any():
-        raise ValueError("T (time since first purchase) must be > 0")
+        raise InputError("T (time since first purchase) must be > 0")
     if (t_x > T).any():
-        raise ValueError(f"t_x must be <= T; {int((t_x > T).sum())} customer(s) have t_x > T")
+        raise InputError(f"t_x must be <= T; {int((t_x > T).sum())} customer(s) have t_x > T")
     if ((x == 0) & (t_x != 0)).any():
-        raise ValueError("t_x must be 0 where x == 0 (no repeat purchase)")
+        raise InputError("t_x must be 0 where x == 0 (no repeat purchase)")
     return x, t_x, T
 
 
@@ -126,7 +128,7 @@ def check_horizon(t: ArrayLike) -> np.ndarray:
     """Validate a prediction horizon: finite and ``>= 0``; returns it as float64."""
     t = np.asarray(t, dtype=np.float64)
     if not np.isfinite(t).all() or (t < 0).any():
-        raise ValueError("the horizon t must be finite and >= 0")
+        raise InputError("the horizon t must be finite and >= 0")
     return t
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from offerpilot.catalog import OfferCatalog, default_catalog
+from offerpilot.envs.day_kernel import DayKernel
 from offerpilot.envs.history import AcquisitionRecorder, DayRecorder, simulate_lives
 from offerpilot.envs.masks import action_mask
 from offerpilot.envs.objective import ObjectiveConfig
@@ -21,10 +22,10 @@ from offerpilot.envs.population import (
     F32,
     CustomerState,
     CustomerTraits,
-    DayKernel,
     PopulationParams,
     sample_traits,
 )
+from offerpilot.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -46,9 +47,9 @@ class SimulatorConfig:
 
     def __post_init__(self) -> None:
         if self.decision_interval_days < 1:
-            raise ValueError("decision_interval_days must be >= 1")
+            raise InputError("decision_interval_days must be >= 1")
         if self.history_days < 1:
-            raise ValueError("history_days must be >= 1")
+            raise InputError("history_days must be >= 1")
 
     @property
     def n_decisions(self) -> int:

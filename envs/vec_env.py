@@ -22,10 +22,10 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
 
-from offerpilot.envs.population import CustomerState, CustomerTraits, concat, put, take
 from offerpilot.envs.history import HistoryFeatures
+from offerpilot.envs.population import CustomerState, CustomerTraits, concat, put, take
 from offerpilot.envs.simulator import PopulationSimulator, SimulatorConfig, StepOutcome
-
+from offerpilot.errors import InputError
 
 _INFO_KEYS = ("revenue", "discount", "send_cost", "margin_short", "margin_clv", "churned", "unsubscribed")
 
@@ -52,7 +52,7 @@ class RetentionVecEnv(VecEnv):
         copies: int = 1,
     ) -> None:
         if copies < 1 or n_envs % copies:
-            raise ValueError(f"copies must be >= 1 and divide n_envs ({n_envs}), got {copies}")
+            raise InputError(f"copies must be >= 1 and divide n_envs ({n_envs}), got {copies}")
         self.copies = copies
         self.sim = PopulationSimulator(config)
         self.encoder = encoder

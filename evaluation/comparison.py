@@ -19,14 +19,14 @@ import numpy as np
 
 from offerpilot.agents.baselines import FITTED_BASELINES, make_baseline
 from offerpilot.agents.trained_run import TrainedRun
-from offerpilot.seeds import HELD_OUT_SEED, TUNING_SEEDS
-from offerpilot.envs.policy_evaluation import Estimate, PolicyEvaluation, evaluate_policy
-from offerpilot.envs.policy import Policy
 from offerpilot.agents.tuning import DEFAULT_GRIDS, tune
 from offerpilot.envs.objective import ObjectiveConfig
 from offerpilot.envs.observers import LOG_INFORMED_FEATURES, latent_observer_name
+from offerpilot.envs.policy import Policy
+from offerpilot.envs.policy_evaluation import Estimate, PolicyEvaluation, evaluate_policy
 from offerpilot.envs.simulator import PopulationSimulator, SimulatorConfig
-
+from offerpilot.errors import InputError
+from offerpilot.seeds import HELD_OUT_SEED, TUNING_SEEDS
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ class Arena:
 
     def observer(self, encoder_dir: Path | None):
         if encoder_dir is None:
-            raise ValueError("a policy on encoder features needs an encoder folder (--encoder, or a run trained on one)")
+            raise InputError("a policy on encoder features needs an encoder folder (--encoder, or a run trained on one)")
         key = Path(encoder_dir).resolve()
         if key not in self._encoders:
             from offerpilot.encoders.encoder_observer import EncoderObserver

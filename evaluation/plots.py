@@ -10,8 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from offerpilot.evaluation.comparison import Comparison  # noqa: E402
 from offerpilot.atomic import atomic_path  # noqa: E402
+from offerpilot.evaluation.comparison import Comparison  # noqa: E402
 
 
 def _save(fig, path: Path) -> None:

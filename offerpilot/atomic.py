@@ -19,8 +19,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from offerpilot.errors import UserError
 
-class WriteError(OSError):
+
+class WriteError(UserError, OSError):
     """Writing ``filename`` failed; the message names it, gives the system's reason and says nothing was replaced."""
 
     def __str__(self) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from offerpilot.errors import DataError, Problem
+from offerpilot.errors import DataError, InputError, Problem
 
 OFFER_KINDS = ("none", "percent_off", "amount_off", "free_shipping", "loyalty_points", "content_only")
 """Kinds of action. ``value`` means: a fraction of list price for ``percent_off`` and
@@ -86,7 +86,7 @@ class OfferCatalog:
         try:
             return self.ids.index(offer_id)
         except ValueError:
-            raise ValueError(f"unknown offer id {offer_id!r}; the catalog has {list(self.ids)}") from None
+            raise InputError(f"unknown offer id {offer_id!r}; the catalog has {list(self.ids)}") from None
 
     # Array views, shape (n_actions,), used by the vectorised simulator and the masks.
     @cached_property

@@ -1,8 +1,22 @@
-"""Problems found in user input, each pinned to a file, a row and a field."""
+"""The errors a user can fix (bad options, files, data or bundles), and the problems found in their input.
+
+Everything a user can fix derives from :class:`UserError`: the CLI prints its message and exits with its
+``exit_code``; any other exception is a bug and shows its traceback.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+
+class UserError(Exception):
+    """Base of the errors the user can fix; the message says what is wrong and where."""
+
+    exit_code = 2
+
+
+class InputError(UserError, ValueError):
+    """An option, configuration, file or request out of what offerpilot accepts."""
 
 
 @dataclass(frozen=True)
@@ -27,8 +41,10 @@ class Problem:
         return f"{where}: {self.message}"
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """Raised when input fails validation; carries every problem found, not just the first."""
+
+    exit_code = 1
 
     def __init__(self, problems: list[Problem], max_shown: int = 20) -> None:
         self.problems = list(problems)

@@ -23,6 +23,7 @@ from typing import ClassVar, NamedTuple
 
 import numpy as np
 
+from offerpilot.errors import InputError
 from offerpilot.ope.bootstrap import Interval, IntervalMethod, bootstrap_interval, ratio_contributions
 from offerpilot.ope.checks import (
     as_actions,
@@ -229,7 +230,7 @@ class SwitchDoublyRobust(BanditEstimator):
 
     def __post_init__(self) -> None:
         if not self.tau >= 0:
-            raise ValueError(f"tau must be >= 0, got {self.tau}")
+            raise InputError(f"tau must be >= 0, got {self.tau}")
 
     def _terms(self, d: _Logged) -> tuple[np.ndarray, np.ndarray]:
         return _plain(d.v, (d.weight <= self.tau) * d.weight * (d.reward - d.q_logged))
@@ -250,7 +251,7 @@ class DoublyRobustWithShrinkage(BanditEstimator):
 
     def __post_init__(self) -> None:
         if not self.lambda_ >= 0:
-            raise ValueError(f"lambda_ must be >= 0, got {self.lambda_}")
+            raise InputError(f"lambda_ must be >= 0, got {self.lambda_}")
 
     def _terms(self, d: _Logged) -> tuple[np.ndarray, np.ndarray]:
         if np.isinf(self.lambda_):

@@ -33,6 +33,8 @@ from typing import Literal
 
 import numpy as np
 
+from offerpilot.errors import InputError
+
 # Bootstrap counts are drawn in chunks of at most this many entries (chunk * n) to bound memory.
 MAX_COUNT_ENTRIES = 1 << 22
 
@@ -118,11 +120,11 @@ def bootstrap_interval(
         is 0 (every row contributes alike) the studentized interval falls back to the percentile one.
     """
     if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+        raise InputError(f"alpha must be in (0, 1), got {alpha}")
     if n_bootstrap < 1:
-        raise ValueError(f"n_bootstrap must be >= 1, got {n_bootstrap}")
+        raise InputError(f"n_bootstrap must be >= 1, got {n_bootstrap}")
     if method not in INTERVAL_METHODS:
-        raise ValueError(f"method must be one of {INTERVAL_METHODS}, got {method!r}")
+        raise InputError(f"method must be one of {INTERVAL_METHODS}, got {method!r}")
     if groups is not None:
         groups = np.asarray(groups)
         if groups.shape != (numerator.shape[0],) or not np.issubdtype(groups.dtype, np.integer) or (groups < 0).any():

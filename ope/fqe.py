@@ -22,9 +22,10 @@ from sklearn.base import RegressorMixin, clone
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.exceptions import NotFittedError
 
+from offerpilot.errors import InputError
 from offerpilot.ope.bootstrap import Interval, bootstrap_interval
-from offerpilot.ope.design import predict_all_actions, state_action_design
 from offerpilot.ope.checks import as_actions, as_float_array, as_mask, check_distributions, check_finite
+from offerpilot.ope.design import predict_all_actions, state_action_design
 
 
 @dataclass(eq=False)
@@ -43,11 +44,11 @@ class FittedQEvaluation:
 
     def __post_init__(self) -> None:
         if self.n_actions < 1:
-            raise ValueError(f"n_actions must be >= 1, got {self.n_actions}")
+            raise InputError(f"n_actions must be >= 1, got {self.n_actions}")
         if not 0 <= self.gamma <= 1:
-            raise ValueError(f"gamma must be in [0, 1], got {self.gamma}")
+            raise InputError(f"gamma must be in [0, 1], got {self.gamma}")
         if self.n_iterations < 1:
-            raise ValueError(f"n_iterations must be >= 1, got {self.n_iterations}")
+            raise InputError(f"n_iterations must be >= 1, got {self.n_iterations}")
 
     def _regressor(self) -> RegressorMixin:
         if self.estimator is not None:

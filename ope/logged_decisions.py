@@ -20,6 +20,7 @@ from offerpilot.envs.log_state import observable_state_from_logs
 from offerpilot.envs.masks import action_mask
 from offerpilot.envs.objective import ObjectiveConfig
 from offerpilot.envs.observers import RawFeatureObserver
+from offerpilot.errors import InputError
 from offerpilot.schema import PROB_PREFIX
 
 
@@ -79,11 +80,11 @@ def logged_decisions(
     decisions = decisions.sort_values(["user_id", "ts"], kind="stable").reset_index(drop=True)
     n = len(decisions)
     if n == 0:
-        raise ValueError("the decisions table is empty: nothing to evaluate")
+        raise InputError("the decisions table is empty: nothing to evaluate")
     action = decisions["offer_id"].map({o: i for i, o in enumerate(catalog.ids)})
     if action.isna().any():
         rows = np.flatnonzero(action.isna().to_numpy())[:5].tolist()
-        raise ValueError(f"decisions with offers not in the catalog at rows {rows} (0-based, sorted by user and time)")
+        raise InputError(f"decisions with offers not in the catalog at rows {rows} (0-based, sorted by user and time)")
     action = action.to_numpy(np.int64)
     prob_columns = [PROB_PREFIX + o for o in catalog.ids]
     logging_probs = decisions[prob_columns].to_numpy(np.float64) if set(prob_columns) <= set(decisions) else None

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from offerpilot.ope.logged_decisions import LoggedDecisions
+from offerpilot.errors import InputError
 from offerpilot.ope import (
     CrossFittedRewardModel,
     DirectMethod,
@@ -35,6 +35,7 @@ from offerpilot.ope import (
     weight_diagnostics,
 )
 from offerpilot.ope.bootstrap import INTERVAL_METHODS
+from offerpilot.ope.logged_decisions import LoggedDecisions
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class OPEConfig:
 
     def __post_init__(self) -> None:
         if self.interval_method not in INTERVAL_METHODS:
-            raise ValueError(f"interval_method must be one of {INTERVAL_METHODS}, got {self.interval_method!r}")
+            raise InputError(f"interval_method must be one of {INTERVAL_METHODS}, got {self.interval_method!r}")
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from offerpilot.ope.off_policy import OPEReport  # noqa: E402
 from offerpilot.atomic import atomic_path  # noqa: E402
+from offerpilot.ope.off_policy import OPEReport  # noqa: E402
 
 
 def plot_ope(report: OPEReport, path: str | Path, title: str, truth: tuple[float, float] | None = None) -> None:

@@ -14,8 +14,9 @@ import numpy as np
 from sklearn.base import RegressorMixin, clone
 from sklearn.ensemble import HistGradientBoostingRegressor
 
-from offerpilot.ope.design import predict_all_actions, state_action_design
+from offerpilot.errors import InputError
 from offerpilot.ope.checks import as_actions, as_float_array, check_finite
+from offerpilot.ope.design import predict_all_actions, state_action_design
 
 
 @dataclass(frozen=True)
@@ -33,14 +34,14 @@ class CrossFittedRewardModel:
 
     def __post_init__(self) -> None:
         if self.n_actions < 1:
-            raise ValueError(f"n_actions must be >= 1, got {self.n_actions}")
+            raise InputError(f"n_actions must be >= 1, got {self.n_actions}")
         if self.n_folds < 2:
-            raise ValueError(f"n_folds must be >= 2, got {self.n_folds}")
+            raise InputError(f"n_folds must be >= 2, got {self.n_folds}")
 
     def folds(self, n: int) -> np.ndarray:
         """Fold of each of n decisions (n,) int64: a seeded shuffle of near-equal folds."""
         if n < self.n_folds:
-            raise ValueError(f"need at least n_folds={self.n_folds} decisions, got {n}")
+            raise InputError(f"need at least n_folds={self.n_folds} decisions, got {n}")
         fold = np.empty(n, np.int64)
         fold[np.random.default_rng(self.random_state).permutation(n)] = np.arange(n) % self.n_folds
         return fold

@@ -24,6 +24,7 @@ from typing import ClassVar, NamedTuple
 
 import numpy as np
 
+from offerpilot.errors import InputError
 from offerpilot.ope.bootstrap import Interval, bootstrap_interval, ratio_contributions
 from offerpilot.ope.checks import (
     as_float_array,
@@ -86,7 +87,7 @@ class TrajectoryEstimator(ABC):
 
     def __post_init__(self) -> None:
         if not 0 <= self.gamma <= 1:
-            raise ValueError(f"gamma must be in [0, 1], got {self.gamma}")
+            raise InputError(f"gamma must be in [0, 1], got {self.gamma}")
 
     @abstractmethod
     def _terms(self, d: _Trajectories) -> tuple[np.ndarray, np.ndarray]:

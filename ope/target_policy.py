@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from offerpilot.envs.policy import Policy
-from offerpilot.ope.logged_decisions import LoggedDecisions
 from offerpilot.catalog import OfferCatalog
-from offerpilot.errors import DataError, Problem
+from offerpilot.envs.policy import Policy
+from offerpilot.errors import DataError, InputError, Problem
+from offerpilot.ope.logged_decisions import LoggedDecisions
 from offerpilot.schema import PROB_PREFIX
 from offerpilot.tables import read_table
 
@@ -31,7 +31,7 @@ def policy_probs(policy: Policy, data: LoggedDecisions) -> np.ndarray:
 
 def check_actions(action_ids: tuple[str, ...], catalog: OfferCatalog, source: Path) -> None:
     if tuple(action_ids) != tuple(catalog.ids):
-        raise ValueError(f"{source}: the policy chooses among {list(action_ids)}, the logs' catalog has {list(catalog.ids)}")
+        raise InputError(f"{source}: the policy chooses among {list(action_ids)}, the logs' catalog has {list(catalog.ids)}")
 
 
 def at_decision_times(data: LoggedDecisions, encode: Callable[[pd.Timestamp, np.ndarray], np.ndarray]) -> np.ndarray:

@@ -26,14 +26,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from offerpilot.envs.policy import UniformRandomPolicy
-from offerpilot.envs.policy import act
 from offerpilot.catalog import default_catalog
 from offerpilot.encoders.configuration import CustomerEncoderConfig
-from offerpilot.encoders.modeling import CustomerEncoderModel
+from offerpilot.encoders.encoder_folder import load_encoder
 from offerpilot.encoders.encoder_observer import EncoderObserver
+from offerpilot.encoders.modeling import CustomerEncoderModel
 from offerpilot.encoders.tokenizer import EventTokenizer, HistoryBatch
-from offerpilot.encoders.training import load_encoder
+from offerpilot.envs.policy import UniformRandomPolicy, act
 from offerpilot.envs.population import CATEGORIES
 from offerpilot.envs.vec_env import RetentionVecEnv
 from offerpilot.schema import EVENT_KINDS

@@ -28,12 +28,12 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 import pandas as pd  # noqa: E402
-
 from bench_simulator import cpu_name  # noqa: E402
-from offerpilot.envs.policy import UniformRandomPolicy  # noqa: E402
+
 from offerpilot.deployment.bundle import Bundle, Exploration  # noqa: E402
 from offerpilot.deployment.scoring import ScoringConfig, score_customers, score_file  # noqa: E402
 from offerpilot.envs.log_generation import simulate_logs  # noqa: E402
+from offerpilot.envs.policy import UniformRandomPolicy  # noqa: E402
 from offerpilot.envs.simulator import PopulationSimulator  # noqa: E402
 from offerpilot.tables import write_table  # noqa: E402
 

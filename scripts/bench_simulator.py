@@ -23,8 +23,10 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from offerpilot.envs.policy import UniformRandomPolicy  # noqa: E402
-from offerpilot.envs.policy import act  # noqa: E402
+from offerpilot.envs.policy import (
+    UniformRandomPolicy,  # noqa: E402
+    act,  # noqa: E402
+)
 from offerpilot.envs.population import nbytes_per_customer  # noqa: E402
 from offerpilot.envs.simulator import PopulationSimulator, SimulatorConfig  # noqa: E402
 from offerpilot.envs.vec_env import RetentionVecEnv  # noqa: E402

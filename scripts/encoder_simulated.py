@@ -21,7 +21,8 @@ import torch
 from offerpilot.agents.baselines import NoOfferPolicy
 from offerpilot.encoders.labels import Labels, window_labels
 from offerpilot.encoders.metrics import bootstrap, churn_auc, churn_pr_auc, normalised_gini, spearman
-from offerpilot.encoders.training import EncoderTrainingConfig, train_encoder
+from offerpilot.encoders.training import train_encoder
+from offerpilot.encoders.training_config import EncoderTrainingConfig
 from offerpilot.envs.log_generation import simulate_logs
 from offerpilot.envs.simulator import PopulationSimulator
 

@@ -47,24 +47,22 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from offerpilot.agents.baselines import EpsilonGreedyPolicy, NoOfferPolicy, RecencyRulePolicy
-from offerpilot.envs.policy import UniformRandomPolicy
+from offerpilot.atomic import write_text_atomic
+from offerpilot.deployment.evaluate_logs import target_probs
+from offerpilot.envs.log_generation import simulate_logs
+from offerpilot.envs.policy import Policy, UniformRandomPolicy
 from offerpilot.envs.policy_evaluation import Z95, evaluate_policy
+from offerpilot.envs.simulator import PopulationSimulator
+from offerpilot.ope.bootstrap import INTERVAL_METHODS
 from offerpilot.ope.logged_decisions import logged_decisions
 from offerpilot.ope.off_policy import OPEConfig, evaluate_off_policy
-from offerpilot.ope.bootstrap import INTERVAL_METHODS
 from offerpilot.ope.truth import per_decision_value
-from offerpilot.envs.policy import Policy
-from offerpilot.ope.target_policy import policy_probs
-from offerpilot.atomic import write_text_atomic
-from offerpilot.envs.log_generation import simulate_logs
-from offerpilot.envs.simulator import PopulationSimulator
+from offerpilot.seeds import HELD_OUT_SEED, OPE_TRUTH_SEED
 
 PERIOD_START = "2025-01-01"
 EPSILON = 0.3
-PER_DECISION_TRUTH_SEED = 1_000_003
-"""Seed of the per-decision truth; the k-th (logging, target) pair uses this + k."""
-PER_CUSTOMER_TRUTH_SEED = 2_000_003
-"""Seed of the per-customer truth; the k-th target uses this + k."""
+PER_CUSTOMER_TRUTH_SEED = HELD_OUT_SEED
+"""Seed of the per-customer truth; the k-th target uses this + k (the per-decision one: ``OPE_TRUTH_SEED`` + k)."""
 PER_DECISION = "per decision"
 PER_CUSTOMER = "per customer"
 
@@ -196,7 +194,7 @@ def compute_truths(
     per_decision: dict[tuple[str, str], Truth] = {}
     pairs = [(lo, ta) for lo in logging for ta in targets]
     for k, (lo, ta) in enumerate(tqdm(pairs, desc="per-decision truths", unit="pair")):
-        seed = PER_DECISION_TRUTH_SEED + k
+        seed = OPE_TRUTH_SEED + k
         value, se = per_decision_value(sim, logging[lo], targets[ta], n_customers, seed)
         per_decision[lo, ta] = Truth(value, se, n_customers, seed)
     per_customer: dict[str, Truth] = {}
@@ -225,12 +223,69 @@ def _run_seed(
     for name, target in targets.items():
         started = time.perf_counter()
         ope = OPEConfig(n_bootstrap=config.bootstrap, sequential=sequential, interval_method=config.interval, seed=seed)
-        report = evaluate_off_policy(data, policy_probs(target, data), ope)
+        report = evaluate_off_policy(data, target_probs(target, data, logs.events, sim.catalog), ope)
         out[name] = {**report.to_dict(), "seconds": time.perf_counter() - started}
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
+    args, config = _parse(argv)
+    wall_start = time.perf_counter()
+    sim = PopulationSimulator()
+    logging, targets = policies(sim)
+    print(f"OPE validation: {config}", flush=True)
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs", flush=True)
+
+    started = time.perf_counter()
+    with threadpool_limits(limits=config.threads):
+        per_decision_truth, per_customer_truth = compute_truths(sim, logging, targets, config.truth_customers)
+    truth_seconds = time.perf_counter() - started
+    print(f"\ntruths ({config.truth_customers:,} customers each, {truth_seconds:.0f} s):")
+    for (lo, ta), t in per_decision_truth.items():
+        print(f"  per decision, logging {lo}, target {ta}: {t.value:.5f} (se {t.se:.5f}, seed {t.seed})")
+    for ta, t in per_customer_truth.items():
+        print(f"  per customer, target {ta}: {t.value:.4f} (se {t.se:.4f}, seed {t.seed})")
+    sys.stdout.flush()
+
+    started = time.perf_counter()
+    results, n_reused = _run_seeds(config, list(logging), args.cache_dir)
+    seeds_seconds = time.perf_counter() - started
+    raw: dict[str, dict[str, list[dict]]] = {
+        lo: {ta: [{"seed": s, "sequential": s < config.sequential_seeds, **results[lo, s][ta]} for s in range(config.seeds)] for ta in targets}
+        for lo in logging
+    }
+    summaries = _summarise(raw, config, per_decision_truth, per_customer_truth)
+
+    wall = time.perf_counter() - wall_start
+    per_seed = seeds_seconds / config.seeds
+    print(
+        f"wall time {wall:.0f} s ({wall / 60:.1f} min): truths {truth_seconds:.0f} s, "
+        f"{config.seeds} seeds {seeds_seconds:.0f} s ({per_seed:.1f} s per seed for {len(logging)} logs x {len(targets)} targets, "
+        f"{config.workers} worker(s); trajectory estimators on the first {config.sequential_seeds} seeds)"
+        + (f"; {n_reused} of {config.seeds * len(logging)} (logging policy, seed) runs were reused from {args.cache_dir}" if n_reused else "")
+    )
+    if args.json is not None:
+        payload = {
+            "config": asdict(config),
+            "period_start": PERIOD_START,
+            "epsilon": EPSILON,
+            "wall_seconds": wall,
+            "truth_seconds": truth_seconds,
+            "seeds_seconds": seeds_seconds,
+            "truths": {
+                "per_decision": {f"{lo}|{ta}": asdict(t) for (lo, ta), t in per_decision_truth.items()},
+                "per_customer": {ta: asdict(t) for ta, t in per_customer_truth.items()},
+            },
+            "summaries": {lo: {ta: [asdict(s) for s in rows] for ta, rows in by_target.items()} for lo, by_target in summaries.items()},
+            "runs": raw,
+        }
+        write_text_atomic(args.json, json.dumps(payload, indent=1))  # a killed run leaves the old file or the new one
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, ValidationConfig]:
+    """The command line and the study's configuration."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=50, help="simulated logs per logging policy (default: %(default)s)")
     parser.add_argument("--customers", type=int, default=2000, help="customers per log (default: %(default)s)")
@@ -259,25 +314,12 @@ def main(argv: list[str] | None = None) -> int:
         args.seeds, args.customers, args.bootstrap, sequential_seeds, args.truth_customers, args.workers, args.threads or None,
         args.interval,
     )
+    return args, config
 
-    wall_start = time.perf_counter()
-    sim = PopulationSimulator()
-    logging, targets = policies(sim)
-    print(f"OPE validation: {config}", flush=True)
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs", flush=True)
 
-    started = time.perf_counter()
-    with threadpool_limits(limits=config.threads):
-        per_decision_truth, per_customer_truth = compute_truths(sim, logging, targets, config.truth_customers)
-    truth_seconds = time.perf_counter() - started
-    print(f"\ntruths ({config.truth_customers:,} customers each, {truth_seconds:.0f} s):")
-    for (lo, ta), t in per_decision_truth.items():
-        print(f"  per decision, logging {lo}, target {ta}: {t.value:.5f} (se {t.se:.5f}, seed {t.seed})")
-    for ta, t in per_customer_truth.items():
-        print(f"  per customer, target {ta}: {t.value:.4f} (se {t.se:.4f}, seed {t.seed})")
-    sys.stdout.flush()
-
-    started = time.perf_counter()
+def _run_seeds(config: ValidationConfig, logging: list[str], cache_dir: Path | None) -> tuple[dict[tuple[str, int], dict[str, dict]], int]:
+    """Every (logging policy, seed) run, in parallel over ``config.workers`` processes, reusing the finished ones
+    kept in ``cache_dir``; returns the results and how many were reused."""
     tasks = [(lo, seed) for seed in range(config.seeds) for lo in logging]
     results: dict[tuple[str, int], dict[str, dict]] = {}
     # One bar step per seed: a seed is done when every logging policy's log has been evaluated.
@@ -286,24 +328,24 @@ def main(argv: list[str] | None = None) -> int:
 
     def finished(lo: str, seed: int, result: dict[str, dict], save: bool = True) -> None:
         results[lo, seed] = result
-        if save and args.cache_dir is not None:
-            _write_json(_cache_path(args.cache_dir, lo, seed), {"key": _cache_key(config, seed), "result": result})
+        if save and cache_dir is not None:
+            write_text_atomic(_cache_path(cache_dir, lo, seed), json.dumps({"key": _cache_key(config, seed), "result": result}))
         done_per_seed[seed] += 1
         if done_per_seed[seed] == len(logging):
             bar.update(1)
             bar.set_postfix_str(f"seed {seed} done; trajectory estimators on seeds < {config.sequential_seeds}")
 
     n_reused = 0
-    if args.cache_dir is not None:
+    if cache_dir is not None:
         for lo, seed in list(tasks):
-            path = _cache_path(args.cache_dir, lo, seed)
+            path = _cache_path(cache_dir, lo, seed)
             cached = json.loads(path.read_text()) if path.is_file() else None
             if cached is not None and cached["key"] == _cache_key(config, seed):
                 tasks.remove((lo, seed))
                 finished(lo, seed, cached["result"], save=False)
                 n_reused += 1
         if n_reused:
-            print(f"reusing {n_reused} finished (logging policy, seed) runs from {args.cache_dir}", flush=True)
+            print(f"reusing {n_reused} finished (logging policy, seed) runs from {cache_dir}", flush=True)
     if config.workers == 1:
         for lo, seed in tasks:
             finished(lo, seed, run_seed(lo, seed, config))
@@ -313,17 +355,16 @@ def main(argv: list[str] | None = None) -> int:
             for future in as_completed(futures):
                 finished(*futures[future], future.result())
     bar.close()
-    seeds_seconds = time.perf_counter() - started
-    raw: dict[str, dict[str, list[dict]]] = {
-        lo: {ta: [{"seed": s, "sequential": s < config.sequential_seeds, **results[lo, s][ta]} for s in range(config.seeds)] for ta in targets}
-        for lo in logging
-    }
+    return results, n_reused
 
+
+def _summarise(raw: dict[str, dict[str, list[dict]]], config: ValidationConfig, per_decision_truth: dict, per_customer_truth: dict) -> dict[str, dict[str, list[Summary]]]:
+    """Bias, RMSE and coverage of every estimator for every (logging, target) pair, printed as tables."""
     summaries: dict[str, dict[str, list[Summary]]] = {}
     print()
-    for lo in logging:
+    for lo in raw:
         summaries[lo] = {}
-        for ta in targets:
+        for ta in raw[lo]:
             runs = raw[lo][ta]
             rows = []
             for estimator, scope in [(r["estimator"], r["scope"]) for r in runs[0]["estimates"]]:
@@ -339,33 +380,7 @@ def main(argv: list[str] | None = None) -> int:
             if traj:
                 note += f"; trajectory ESS {np.mean(traj):.2f} of {config.customers} customers (mean over {len(traj)} seeds)"
             print(note + "\n")
-
-    wall = time.perf_counter() - wall_start
-    per_seed = seeds_seconds / config.seeds
-    print(
-        f"wall time {wall:.0f} s ({wall / 60:.1f} min): truths {truth_seconds:.0f} s, "
-        f"{config.seeds} seeds {seeds_seconds:.0f} s ({per_seed:.1f} s per seed for {len(logging)} logs x {len(targets)} targets, "
-        f"{config.workers} worker(s); trajectory estimators on the first {config.sequential_seeds} seeds)"
-        + (f"; {n_reused} of {config.seeds * len(logging)} (logging policy, seed) runs were reused from {args.cache_dir}" if n_reused else "")
-    )
-    if args.json is not None:
-        payload = {
-            "config": asdict(config),
-            "period_start": PERIOD_START,
-            "epsilon": EPSILON,
-            "wall_seconds": wall,
-            "truth_seconds": truth_seconds,
-            "seeds_seconds": seeds_seconds,
-            "truths": {
-                "per_decision": {f"{lo}|{ta}": asdict(t) for (lo, ta), t in per_decision_truth.items()},
-                "per_customer": {ta: asdict(t) for ta, t in per_customer_truth.items()},
-            },
-            "summaries": {lo: {ta: [asdict(s) for s in rows] for ta, rows in by_target.items()} for lo, by_target in summaries.items()},
-            "runs": raw,
-        }
-        _write_json(args.json, payload, indent=1)
-        print(f"wrote {args.json}")
-    return 0
+    return summaries
 
 
 def _cache_path(cache_dir: Path, logging_name: str, seed: int) -> Path:
@@ -376,11 +391,6 @@ def _cache_key(config: ValidationConfig, seed: int) -> dict:
     """What a cached run depends on (not workers, threads or the truths)."""
     return {"customers": config.customers, "bootstrap": config.bootstrap, "sequential": seed < config.sequential_seeds,
             "period_start": PERIOD_START, "epsilon": EPSILON, "interval": config.interval}
-
-
-def _write_json(path: Path, payload: dict, indent: int | None = None) -> None:
-    """Write atomically: a killed run leaves the old file or the new one, never half of one."""
-    write_text_atomic(path, json.dumps(payload, indent=indent))
 
 
 if __name__ == "__main__":

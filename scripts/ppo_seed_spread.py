@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from offerpilot.envs.objective import DEFAULT_LAM
+
 
 def parse_variant(text: str) -> tuple[str, dict]:
     name, _, options = text.partition("=")
@@ -40,16 +42,16 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=3, help="training seeds 0..N-1 per variant (default: %(default)s)")
     parser.add_argument("--observation", default="raw", choices=("raw", "encoder"), help="what the policies see (default: %(default)s)")
     parser.add_argument("--timesteps", type=int, default=6_000_000, help="timesteps per run (default: %(default)s)")
-    parser.add_argument("--lam", type=float, default=0.5, help="the objective's trade-off (default: %(default)s)")
+    parser.add_argument("--lam", type=float, default=DEFAULT_LAM, help="the objective's trade-off (default: %(default)s)")
     parser.add_argument("--customers", type=int, default=20_000, help="held-out customers (default: %(default)s)")
     parser.add_argument("--tuning-customers", type=int, default=5_000, help="customers per tuning seed of the fixed schedule (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run (default: %(default)s)")
     args = parser.parse_args()
 
-    from offerpilot.evaluation.comparison import arena_for, compare, load_run, tuned_baselines
     from offerpilot.agents.ppo_training import train_ppo
-    from offerpilot.seeds import HELD_OUT_SEED
     from offerpilot.agents.train_config import TrainConfig
+    from offerpilot.evaluation.comparison import arena_for, compare, load_run, tuned_baselines
+    from offerpilot.seeds import HELD_OUT_SEED
 
     variants = dict(parse_variant(v) for v in (args.variant or ["default"]))
     encoder = None

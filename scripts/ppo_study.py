@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from offerpilot.envs.objective import DEFAULT_LAM
+
 
 def offerpilot(*args: str) -> None:
     """Run one ``offerpilot`` command in a process of its own; stop the study if it fails."""
@@ -37,7 +39,7 @@ def main() -> int:
     parser.add_argument("--oracle-timesteps", type=int, default=None, help="timesteps of the oracle (default: 3 x --timesteps: "
                         "the yardstick of what is achievable should not be held back by its training budget)")
     parser.add_argument("--seeds", type=int, default=3, help="training seeds of the main PPO configuration (default: %(default)s)")
-    parser.add_argument("--lam", type=float, default=0.5, help="the trade-off of the main runs and the table (default: %(default)s)")
+    parser.add_argument("--lam", type=float, default=DEFAULT_LAM, help="the trade-off of the main runs and the table (default: %(default)s)")
     parser.add_argument("--frontier-lams", type=float, nargs="*", default=[0.0, 0.25, 0.75, 1.0], help="further lam values for the frontier, one seed each")
     parser.add_argument("--customers", type=int, default=200_000, help="held-out customers per policy (default: %(default)s)")
     args = parser.parse_args()

@@ -29,8 +29,7 @@ import time
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingRegressor
 
-from offerpilot.envs.policy import UniformRandomPolicy
-from offerpilot.envs.policy import act
+from offerpilot.envs.policy import UniformRandomPolicy, act
 from offerpilot.envs.population import FUNNEL, CustomerState, DayOutcome
 from offerpilot.envs.simulator import PopulationSimulator
 

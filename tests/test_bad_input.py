@@ -16,13 +16,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from offerpilot.deployment.export import ExportConfig, export_bundle
 from offerpilot.agents.ppo_training import train_ppo
 from offerpilot.agents.train_config import TrainConfig
 from offerpilot.app.cli import main
+from offerpilot.deployment.export import ExportConfig, export_bundle
 
-TINY = {"n_envs": 64, "n_steps": 8, "total_timesteps": 512, "batch_size": 256, "net_arch": (16,), "eval_every": 0,
-        "checkpoint_every": 0, "seed": 3}
+from small_training import small_training
+
+TINY = small_training(total_timesteps=512, net_arch=(16,), eval_every=0, checkpoint_every=0, seed=3)
 PREVIOUS = b"the previous output\n"
 
 

@@ -24,11 +24,11 @@ from offerpilot.agents.baselines import (
     fit_reward_model_policy,
     make_baseline,
 )
-from offerpilot.envs.policy_evaluation import evaluate_policy
-from offerpilot.envs.policy import act
-from offerpilot.agents.uplift_model import RewardModel, RewardModelPolicy, collect_randomised_logs
 from offerpilot.agents.tuning import DEFAULT_GRIDS, grid_settings, tune
+from offerpilot.agents.uplift_model import RewardModel, RewardModelPolicy, collect_randomised_logs
 from offerpilot.envs.observers import RawFeatureObserver
+from offerpilot.envs.policy import act
+from offerpilot.envs.policy_evaluation import evaluate_policy
 from offerpilot.envs.simulator import PopulationSimulator
 
 RAW = RawFeatureObserver.feature_names

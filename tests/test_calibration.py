@@ -9,6 +9,7 @@ from importlib.resources import files
 import numpy as np
 import pytest
 
+from offerpilot.agents.baselines import NoOfferPolicy
 from offerpilot.envs.calibration import FITTED, calibrate, holdout_fidelity
 from offerpilot.envs.cdnow import load_cdnow
 from offerpilot.envs.log_generation import simulate_logs
@@ -17,7 +18,6 @@ from offerpilot.envs.population import PopulationParams
 from offerpilot.envs.presets import load_population
 from offerpilot.envs.rfm import summarise_purchases
 from offerpilot.envs.simulator import PopulationSimulator, SimulatorConfig
-from offerpilot.agents.baselines import NoOfferPolicy
 
 CAL_END, HOLD_END = "1997-09-30", "1998-06-30"  # weeks 1-39 calibrate, weeks 40-78 hold out
 

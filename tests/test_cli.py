@@ -92,6 +92,20 @@ def test_bad_arguments_give_clear_errors(tmp_path):
     assert result.returncode != 0 and "missing.parquet" in (result.stdout + result.stderr)
 
 
+def test_user_errors_exit_with_their_code_and_bugs_show_their_traceback(tmp_path, monkeypatch, capsys):
+    """What the user can fix (a UserError) is one line and its exit code; any other exception is a bug and propagates."""
+    assert main(["train", "--lam", "1.5", "--out", str(tmp_path / "run"), "--no-progress"]) == 2
+    assert "lam must be in [0, 1], got 1.5" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+    def broken(spec):
+        raise ValueError("a bug, not the user's doing")
+
+    monkeypatch.setattr("offerpilot.envs.presets.load_population", broken)
+    with pytest.raises(ValueError, match="a bug"):
+        main(["simulate", "--out", str(tmp_path / "logs"), "--customers", "5"])
+
+
 def test_calibrate_on_simulated_log_plugs_into_simulate(tmp_path, simulated):
     """calibrate writes a population JSON that simulate --population accepts."""
     pop = tmp_path / "pop.json"

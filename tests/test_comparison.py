@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from offerpilot.agents.baselines import NoOfferPolicy
-from offerpilot.evaluation.comparison import Comparison, Contender
-from offerpilot.envs.policy_evaluation import Estimate, PolicyEvaluation, evaluate_policy
 from offerpilot.agents.ppo_policy import PPOPolicy
 from offerpilot.agents.ppo_training import train_ppo
 from offerpilot.agents.train_config import TrainConfig
 from offerpilot.app.cli import main
+from offerpilot.envs.policy_evaluation import Estimate, PolicyEvaluation, evaluate_policy
 from offerpilot.envs.simulator import PopulationSimulator, SimulatorConfig
+from offerpilot.evaluation.comparison import Comparison, Contender
 
 TINY = {"n_envs": 64, "total_timesteps": 64 * 53, "eval_every": 0, "checkpoint_every": 0, "net_arch": (16,)}
 
@@ -116,8 +116,8 @@ def test_a_baseline_is_dominated_by_the_trained_policy_that_beats_it_on_margin_a
 
 
 def test_an_oracle_that_sees_part_of_the_latent_state_is_trained_and_evaluated_on_exactly_that_part(tmp_path):
-    from offerpilot.evaluation.comparison import arena_for, compare, load_run
     from offerpilot.envs.observers import LATENT_FEATURES, RawFeatureObserver
+    from offerpilot.evaluation.comparison import arena_for, compare, load_run
 
     with pytest.raises(ValueError, match="latent_features applies to observation 'latent'"):
         TrainConfig(observation="raw", latent_features=("alive",))
@@ -146,9 +146,9 @@ def test_an_oracle_that_sees_part_of_the_latent_state_is_trained_and_evaluated_o
 
 def test_every_table_shows_the_shares_of_the_full_and_of_the_log_informed_oracle(tmp_path):
     """``--latent-features log-informed`` trains the log-informed oracle; ``compare`` reports both yardsticks."""
-    from offerpilot.evaluation.comparison import arena_for, compare, load_run
     from offerpilot.app.cli import main
     from offerpilot.envs.observers import LOG_INFORMED_FEATURES
+    from offerpilot.evaluation.comparison import arena_for, compare, load_run
 
     flags = ["--n-envs", "64", "--total-timesteps", str(64 * 53), "--eval-every", "0", "--checkpoint-every", "0", "--net-arch", "16", "--no-progress"]
     assert main(["train", "--out", str(tmp_path / "informed"), "--observation", "latent", "--latent-features", "log-informed", *flags]) == 0
@@ -169,8 +169,8 @@ def test_an_oracle_sees_a_stable_trait_through_noise_that_leaves_the_stated_shar
     """``NAME@R2``: the yardstick of a policy that knows a trait only as well as logs tell it. The noise is fixed per
     customer (the same at every decision, whatever else changes), scaled so the squared correlation with the exact
     trait is R2, and the same in training and in evaluation (the arena rebuilds the observer from the name)."""
-    from offerpilot.evaluation.comparison import arena_for
     from offerpilot.envs.observers import RawFeatureObserver
+    from offerpilot.evaluation.comparison import arena_for
 
     for spec, message in (("price_sensitivity@0", r"in \(0, 1\]"), ("price_sensitivity@1.5", r"in \(0, 1\]"), ("price_sensitivity@x", "must be a number"),
                           ("satisfaction@0.5", "only the stable traits")):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +11,9 @@ import numpy as np
 import pytest
 
 from offerpilot.agents.baselines import COMPARED_BASELINES
-from offerpilot.deployment.bundle import Bundle
 from offerpilot.app.demo import DEMO_MARKER, SUMMARY
+from offerpilot.app.report import REPORT_JSON
+from offerpilot.deployment.bundle import Bundle
 from offerpilot.tables import read_table
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -42,18 +42,24 @@ def test_the_quick_demo_writes_every_step_and_says_where_the_report_is(demo):
     assert html.count("<table>") >= 6 and 'src="offer_mix.png"' in html
 
 
+def numbers(out: Path) -> dict:
+    """``report.json``: the numbers behind the report's tables."""
+    return json.loads((out / "report" / REPORT_JSON).read_text())
+
+
 def test_the_policy_table_holds_every_baseline_the_trained_policies_and_the_oracle(demo):
     out, _ = demo
+    policies = {row["policy"]: row for row in numbers(out)["policies"]}
+    assert set(policies) == set(COMPARED_BASELINES) | {"ppo", "ppo_lam1", "oracle", "informed_oracle"}
+    assert policies["oracle"]["oracle_gain_share"] == [1.0, 1.0, 1.0]  # each yardstick's share of its own gain
+    assert policies["informed_oracle"]["informed_oracle_gain_share"] == [1.0, 1.0, 1.0]
+    assert policies["no_offer"]["oracle_gain_share"] == [0.0, 0.0, 0.0]
+    for row in policies.values():
+        assert row["objective"]["low"] <= row["objective"]["mean"] <= row["objective"]["high"]
     report = (out / "report" / "report.md").read_text()
-    table = report.split("## 1.")[1].split("## 2.")[0]
-    rows = {line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ") and "[" in line}
-    assert rows == set(COMPARED_BASELINES) | {"ppo", "ppo_lam1", "oracle", "informed_oracle"}
-    oracle = next(line for line in table.splitlines() if line.startswith("| oracle "))
-    informed = next(line for line in table.splitlines() if line.startswith("| informed_oracle "))
-    assert "100% [100%, 100%] |" in oracle and informed.endswith("| 100% [100%, 100%] |")  # each yardstick's share of its own gain
-    assert "share of log-informed oracle gain" in table
-    paired = re.findall(r"- `(ppo[^`]*)`: objective (-?[\d.]+) \[", table)
-    assert [name for name, _ in paired] == ["ppo", "ppo_lam1"]
+    for name in ("ppo", "oracle"):  # the page shows the JSON's numbers
+        clv = policies[name]["CLV"]
+        assert f"{clv['mean']:.3f} [{clv['low']:.3f}, {clv['high']:.3f}]" in report
 
 
 def test_the_report_shows_the_same_off_policy_estimates_as_offerpilot_ope(demo, tmp_path):
@@ -63,13 +69,13 @@ def test_the_report_shows_the_same_off_policy_estimates_as_offerpilot_ope(demo, 
                         "--bootstrap", "100", "--seed", "0", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
     estimates = {r["estimator"]: r for r in json.loads((tmp_path / "ope.json").read_text())["estimates"]}
-    section = (out / "report" / "report.md").read_text().split("## 3.")[1].split("## 4.")[0]
-    shown = {m[0]: (float(m[1]), float(m[2]), float(m[3])) for m in re.findall(r"\| ([a-z-]+) \| ([\d.]+) \| \[([\d.]+), ([\d.]+)\]", section)}
+    off_policy = numbers(out)["off_policy"]
+    shown = {r["estimator"]: r for r in off_policy["estimates"]}
     assert set(shown) == {"dm", "ips", "snips", "dr", "sndr", "switch-dr", "dr-os"}
-    for name, (value, low, high) in shown.items():
-        assert (value, low, high) == pytest.approx((estimates[name]["value"], estimates[name]["low"], estimates[name]["high"]), abs=6e-5)
-    truth = float(re.search(r"\*\*([\d.]+)\*\*", section)[1])
-    assert 0.05 < truth < 0.25  # objective per weekly decision window of this population
+    for name, row in shown.items():
+        assert (row["value"], row["low"], row["high"]) == pytest.approx((estimates[name]["value"], estimates[name]["low"], estimates[name]["high"]), rel=1e-12)
+    assert 0.05 < off_policy["truth"]["value"] < 0.25  # objective per weekly decision window of this population
+    assert 0 < off_policy["truth"]["se"] < 0.05
 
 
 def test_the_scored_batch_is_a_valid_decisions_table_for_every_logged_customer(demo):
@@ -82,9 +88,10 @@ def test_the_scored_batch_is_a_valid_decisions_table_for_every_logged_customer(d
     assert probs[np.arange(len(scored)), [list(Bundle(out / "bundle").action_ids).index(o) for o in scored["offer_id"]]] == pytest.approx(scored["propensity"].to_numpy())
     result = offerpilot("validate", str(out / "scores" / "decisions.parquet"))
     assert result.returncode == 0, result.stdout
-    mix = (out / "report" / "report.md").read_text().split("**by recency segment**")[1].split("**")[0]
-    sizes = [int(line.split("|")[2].replace(",", "")) for line in mix.splitlines() if line.startswith("| ") and "%" in line]
-    assert sum(sizes) == len(scored)
+    for title, groups in numbers(out)["offer_mix"].items():
+        assert sum(g["customers"] for g in groups) == len(scored), title
+        for g in groups:
+            assert sum(g[o] for o in Bundle(out / "bundle").action_ids) == pytest.approx(1.0), (title, g["group"])
 
 
 def test_the_demo_refuses_a_folder_it_did_not_write_and_deletes_nothing(tmp_path):

@@ -15,7 +15,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import AutoConfig, AutoModel
 
-from offerpilot.envs.policy import UniformRandomPolicy
 from offerpilot.catalog import default_catalog
 from offerpilot.encoders import minilm
 from offerpilot.encoders.configuration import CustomerEncoderConfig
@@ -23,6 +22,7 @@ from offerpilot.encoders.losses import ziln_expected_value, ziln_loss
 from offerpilot.encoders.modeling import CustomerEncoderModel
 from offerpilot.encoders.tokenizer import NO_HISTORY_TEXT, TOKEN_FIELDS, EventTokenizer, HistoryBatch
 from offerpilot.envs.log_generation import REVIEW_TEMPLATES, simulate_logs
+from offerpilot.envs.policy import UniformRandomPolicy
 from offerpilot.envs.population import CATEGORIES
 from offerpilot.envs.simulator import PopulationSimulator
 from offerpilot.errors import DataError

@@ -8,14 +8,13 @@ import pandas as pd
 import pytest
 import torch
 
-from offerpilot.envs.policy import UniformRandomPolicy
-from offerpilot.envs.policy import sample_actions
 from offerpilot.catalog import default_catalog
 from offerpilot.encoders.configuration import CustomerEncoderConfig
-from offerpilot.encoders.modeling import CustomerEncoderModel
 from offerpilot.encoders.encoder_observer import EncoderObserver
+from offerpilot.encoders.modeling import CustomerEncoderModel
 from offerpilot.encoders.tokenizer import TOKEN_FIELDS, EventTokenizer
 from offerpilot.envs.log_generation import DECISION_MINUTE, simulate_logs
+from offerpilot.envs.policy import UniformRandomPolicy, sample_actions
 from offerpilot.envs.population import CATEGORIES
 from offerpilot.envs.simulator import PopulationSimulator
 from offerpilot.envs.vec_env import RetentionVecEnv

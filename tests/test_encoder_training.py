@@ -17,11 +17,13 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from offerpilot.agents.baselines import NoOfferPolicy
 from offerpilot.encoders import minilm
+from offerpilot.encoders.encoder_folder import load_encoder
 from offerpilot.encoders.inputs import history_inputs
 from offerpilot.encoders.labels import Labels, window_labels
 from offerpilot.encoders.losses import ziln_expected_value, ziln_loss
 from offerpilot.encoders.tokenizer import EventTokenizer
-from offerpilot.encoders.training import EncoderTrainingConfig, load_encoder, train_encoder
+from offerpilot.encoders.training import train_encoder
+from offerpilot.encoders.training_config import EncoderTrainingConfig
 from offerpilot.envs.log_generation import simulate_logs
 from offerpilot.envs.simulator import PopulationSimulator
 from offerpilot.errors import DataError

@@ -13,12 +13,11 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from offerpilot.agents.baselines import NoOfferPolicy
-from offerpilot.envs.policy import UniformRandomPolicy
-from offerpilot.envs.policy_evaluation import RETENTION_DAYS, evaluate_policy
-from offerpilot.envs.policy import act
 from offerpilot.catalog import default_catalog
 from offerpilot.envs import ENV_ID
 from offerpilot.envs.objective import ObjectiveConfig
+from offerpilot.envs.policy import UniformRandomPolicy, act
+from offerpilot.envs.policy_evaluation import RETENTION_DAYS, evaluate_policy
 from offerpilot.envs.retention_env import RetentionEnv
 from offerpilot.envs.simulator import PopulationSimulator, SimulatorConfig
 from offerpilot.envs.vec_env import RetentionVecEnv
@@ -324,11 +323,12 @@ def test_env_reward_is_the_objective_mix_of_its_margins(lam):
     assert (not late_short) if lam == 0.0 else (late_short and all(m == 0 for m in late_short))
 
 
-# --- training smoke test ----------------------------------------------------------------------
+# --- the vec env under sb3-contrib (that PPO learns: tests/test_ppo_training.py) ----------------
 
 
-def test_maskable_ppo_learns_on_the_vec_env():
-    """sb3-contrib's MaskablePPO runs a 64-step learn on an 8-slot RetentionVecEnv and predicts legal actions."""
+def test_maskable_ppo_updates_its_network_on_the_vec_env_and_acts_within_the_masks():
+    """sb3-contrib's MaskablePPO takes the RetentionVecEnv as it is: a 64-step learn on 8 slots changes every layer
+    of the network, and its deterministic actions are legal under the env's masks."""
     torch = pytest.importorskip("torch")
     from sb3_contrib import MaskablePPO
 
@@ -337,8 +337,11 @@ def test_maskable_ppo_learns_on_the_vec_env():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*render_mode.*")
         model = MaskablePPO("MlpPolicy", vec, n_steps=8, batch_size=64, n_epochs=2, seed=0, device="cpu")
+        before = {k: v.clone() for k, v in model.policy.state_dict().items()}
         model.learn(64)
     assert model.num_timesteps == 64
+    changed = {k for k, v in model.policy.state_dict().items() if not torch.equal(v, before[k])}
+    assert {k.split(".")[0] for k in changed} >= {"mlp_extractor", "action_net", "value_net"}
     obs = vec.reset()
     mask = vec.action_masks()
     actions, _ = model.predict(obs, action_masks=mask, deterministic=True)

@@ -13,37 +13,35 @@ import pandas as pd
 import pytest
 import torch
 
-from offerpilot.deployment import export
-from offerpilot.deployment.bundle import Bundle, Exploration
-from offerpilot.deployment.manifest import BundleError, manifest_digest
-from offerpilot.deployment.export import ExportConfig, export_bundle
-from offerpilot.ope.logged_decisions import logged_decisions
 from offerpilot.agents.ppo_policy import PPOPolicy
 from offerpilot.agents.ppo_training import train_ppo
-from offerpilot.deployment.scoring import customer_inputs
 from offerpilot.agents.train_config import TrainConfig
-from offerpilot.catalog import default_catalog
 from offerpilot.app.cli import main
+from offerpilot.catalog import default_catalog
+from offerpilot.deployment import export
+from offerpilot.deployment.bundle import Bundle, Exploration
+from offerpilot.deployment.export import ExportConfig, export_bundle
+from offerpilot.deployment.manifest import BundleError, manifest_digest
+from offerpilot.deployment.scoring import customer_inputs
 from offerpilot.encoders.configuration import CustomerEncoderConfig
 from offerpilot.encoders.embedding import embed_customers
 from offerpilot.encoders.modeling import CustomerEncoderModel
 from offerpilot.encoders.tokenizer import EventTokenizer
 from offerpilot.envs.population import CATEGORIES
+from offerpilot.ope.logged_decisions import logged_decisions
 from offerpilot.tables import read_decisions, read_events
 
-TINY = {"n_envs": 64, "n_steps": 8, "total_timesteps": 1024, "batch_size": 256, "net_arch": (32, 32), "eval_every": 512, "eval_customers": 200,
-        "checkpoint_every": 512, "seed": 1}
-"""Two 512-decision rollouts: a real run folder (policies, checkpoint, learning curve) in a few seconds."""
+from small_training import SMALL_TRAINING, small_training
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    return train_ppo(TrainConfig(observation="raw", lam=0.3, **TINY), tmp_path_factory.mktemp("export") / "run", progress=False).run_dir
+def run_dir(small_run):
+    return small_run
 
 
 @pytest.fixture(scope="module")
-def bundle_dir(run_dir):
-    out = run_dir.parent / "bundle"
+def bundle_dir(run_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export") / "bundle"
     assert main(["export", "--run", str(run_dir), "--out", str(out)]) == 0
     return out
 
@@ -114,7 +112,7 @@ def test_a_changed_or_mixed_file_is_refused_naming_it(bundle_dir, run_dir, tmp_p
     with pytest.raises(BundleError, match=r"policy\.onnx: sha256 .* differs from the manifest"):
         Bundle(tampered)
 
-    other_run = train_ppo(TrainConfig(observation="raw", **{**TINY, "seed": 2, "total_timesteps": 512}), tmp_path / "other_run", progress=False).run_dir
+    other_run = train_ppo(TrainConfig(observation="raw", **small_training(seed=2, total_timesteps=512)), tmp_path / "other_run", progress=False).run_dir
     other = tmp_path / "other"  # the bundle of another run: its policy.onnx has the same shape but other weights
     export_bundle(other_run, other, ExportConfig(n_random=100, n_customers=20))
     mixed = tmp_path / "mixed"
@@ -176,7 +174,7 @@ def test_encoder_policy_exports_two_graphs_that_match_torch(tmp_path, logs):
     encoder = CustomerEncoderModel(CustomerEncoderConfig(**tokenizer.vocab_sizes(), hidden_size=16, intermediate_size=32, embedding_dim=8)).eval()
     encoder.save_pretrained(tmp_path / "encoder")
     tokenizer.save_pretrained(tmp_path / "encoder")
-    run = train_ppo(TrainConfig(observation="encoder", encoder=str(tmp_path / "encoder"), **TINY), tmp_path / "run", progress=False).run_dir
+    run = train_ppo(TrainConfig(observation="encoder", encoder=str(tmp_path / "encoder"), **SMALL_TRAINING), tmp_path / "run", progress=False).run_dir
     manifest = export_bundle(run, tmp_path / "bundle", ExportConfig(n_random=2000, n_customers=200)).to_dict()
     assert set(manifest["files"]) == {"policy.onnx", "encoder.onnx", "event_tokenizer.json", "MODEL_CARD.md"}
     assert manifest["features"]["encoder"] == [*(f"emb_{i}" for i in range(8)), "churn_probability", "log_expected_clv"]

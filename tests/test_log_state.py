@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 
 from offerpilot.agents.baselines import EpsilonGreedyPolicy, RecencyRulePolicy
-from offerpilot.envs.policy import UniformRandomPolicy
 from offerpilot.catalog import default_catalog
 from offerpilot.envs.log_generation import simulate_logs
 from offerpilot.envs.log_state import observable_state_from_logs, raw_features_from_logs
+from offerpilot.envs.policy import UniformRandomPolicy
 from offerpilot.envs.simulator import PopulationSimulator
 from offerpilot.tables import read_decisions, read_events, write_table
 

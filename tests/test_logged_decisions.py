@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 
 from offerpilot.agents.baselines import EpsilonGreedyPolicy, RecencyRulePolicy
-from offerpilot.envs.policy_evaluation import evaluate_policy
-from offerpilot.ope.logged_decisions import logged_decisions
 from offerpilot.envs.log_generation import simulate_logs
+from offerpilot.envs.policy_evaluation import evaluate_policy
 from offerpilot.envs.simulator import PopulationSimulator
+from offerpilot.ope.logged_decisions import logged_decisions
 
 
 @pytest.fixture(scope="module")

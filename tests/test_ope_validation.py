@@ -28,13 +28,13 @@ import numpy as np
 import pytest
 
 from offerpilot.agents.baselines import NoOfferPolicy
+from offerpilot.envs.log_generation import simulate_logs
 from offerpilot.envs.policy import UniformRandomPolicy
+from offerpilot.envs.simulator import PopulationSimulator
 from offerpilot.ope.logged_decisions import logged_decisions
 from offerpilot.ope.off_policy import OPEConfig, evaluate_off_policy
-from offerpilot.ope.truth import per_decision_value
 from offerpilot.ope.target_policy import policy_probs
-from offerpilot.envs.log_generation import simulate_logs
-from offerpilot.envs.simulator import PopulationSimulator
+from offerpilot.ope.truth import per_decision_value
 
 N_SEEDS = 8
 N_CUSTOMERS = 600

@@ -14,14 +14,13 @@ import pytest
 import torch
 
 from offerpilot.agents.baselines import NoOfferPolicy
-from offerpilot.envs.policy import UniformRandomPolicy
 from offerpilot.agents.discount_budget import DiscountBudget
-from offerpilot.envs.policy_evaluation import evaluate_policy
-from offerpilot.envs.policy import sample_actions
 from offerpilot.agents.ppo_policy import PPOPolicy
 from offerpilot.agents.ppo_training import simulator_config, train_ppo
 from offerpilot.agents.train_config import TrainConfig
 from offerpilot.app.cli import main
+from offerpilot.envs.policy import UniformRandomPolicy, sample_actions
+from offerpilot.envs.policy_evaluation import evaluate_policy
 from offerpilot.envs.simulator import PopulationSimulator
 from offerpilot.envs.vec_env import RetentionVecEnv
 
@@ -185,8 +184,8 @@ def test_the_budget_multiplier_rises_while_spend_exceeds_the_budget_and_not_othe
 def test_training_on_encoder_features_and_evaluating_through_the_same_observer(tmp_path):
     from offerpilot.catalog import default_catalog
     from offerpilot.encoders.configuration import CustomerEncoderConfig
-    from offerpilot.encoders.modeling import CustomerEncoderModel
     from offerpilot.encoders.encoder_observer import EncoderObserver
+    from offerpilot.encoders.modeling import CustomerEncoderModel
     from offerpilot.encoders.tokenizer import EventTokenizer
     from offerpilot.envs.population import CATEGORIES
 
@@ -224,8 +223,8 @@ def test_at_lam_0_an_episode_ends_with_the_30_day_window_and_rollouts_hold_whole
 
 
 def test_the_untrained_policy_prefers_none_and_the_linear_schedule_decays_to_zero(tmp_path):
-    from offerpilot.agents.ppo_training import learning_rate_schedule, prefer_none
     from offerpilot.agents.ppo_policy import build_network
+    from offerpilot.agents.ppo_training import learning_rate_schedule, prefer_none
 
     network = build_network(13, 8, (32, 32))
     prefer_none(network, 0.75)

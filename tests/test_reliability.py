@@ -20,16 +20,18 @@ from pathlib import Path
 
 import pytest
 
-from offerpilot.deployment.manifest import BundleError
-from offerpilot.deployment.export import ExportConfig, export_bundle
+from offerpilot.agents.ppo_checkpoint import verify_checkpoint
 from offerpilot.agents.ppo_policy import PPOPolicy
-from offerpilot.agents.ppo_training import train_ppo, verify_checkpoint
-from offerpilot.deployment.serving import create_app
+from offerpilot.agents.ppo_training import train_ppo
 from offerpilot.agents.train_config import TrainConfig
 from offerpilot.app.cli import main
+from offerpilot.deployment.export import ExportConfig, export_bundle
+from offerpilot.deployment.manifest import BundleError
+from offerpilot.deployment.serving import create_app
 
-TINY = {"observation": "raw", "n_envs": 64, "n_steps": 8, "total_timesteps": 1024, "batch_size": 256, "net_arch": (32, 32), "eval_every": 0,
-        "checkpoint_every": 512, "seed": 1}
+from small_training import small_training
+
+TINY = small_training(observation="raw", eval_every=0)
 """Two 512-decision rollouts, no validation: a run folder with a checkpoint in a few seconds."""
 EXPORT_FLAGS = ["--parity-inputs", "100", "--parity-customers", "20"]
 

@@ -8,26 +8,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from offerpilot.deployment.bundle import Bundle, Exploration
-from offerpilot.deployment.export import ExportConfig, export_bundle
-from offerpilot.agents.ppo_training import train_ppo
-from offerpilot.deployment.scoring import ScoringConfig, customer_inputs, score_customers
-from offerpilot.agents.train_config import TrainConfig
 from offerpilot.app.cli import main
+from offerpilot.deployment.bundle import Bundle, Exploration
+from offerpilot.deployment.scoring import ScoringConfig, customer_inputs, score_customers
 from offerpilot.schema import prob_column
 from offerpilot.tables import read_decisions, read_events, read_table, write_table
 
-TINY = {"n_envs": 64, "n_steps": 8, "total_timesteps": 1024, "batch_size": 256, "net_arch": (32, 32), "eval_every": 512, "eval_customers": 200,
-        "checkpoint_every": 512, "seed": 1}
 START = pd.Timestamp("2025-01-01")
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory) -> Bundle:
-    folder = tmp_path_factory.mktemp("scoring")
-    run = train_ppo(TrainConfig(observation="raw", **TINY), folder / "run", progress=False).run_dir
-    export_bundle(run, folder / "bundle", ExportConfig(n_random=1000, n_customers=100))
-    return Bundle(folder / "bundle")
+def bundle(small_bundle) -> Bundle:
+    return Bundle(small_bundle)
 
 
 @pytest.fixture(scope="module")

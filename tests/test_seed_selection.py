@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from offerpilot.evaluation.comparison import arena_for, load_run
 from offerpilot.agents.trained_run import SEEDS_FILE, resolve_run
-from offerpilot.seeds import HELD_OUT_SEED, SELECTION_SEED, TUNING_SEEDS, VALIDATION_SEED_OFFSET
 from offerpilot.app.cli import main
+from offerpilot.evaluation.comparison import arena_for, load_run
+from offerpilot.seeds import HELD_OUT_SEED, SELECTION_SEED, TUNING_SEEDS, VALIDATION_SEED_OFFSET
 
 ROLLOUT = 128 * 53
 FLAGS = ["--observation", "raw", "--n-envs", "128", "--batch-size", "1024", "--n-epochs", "4", "--net-arch", "16", "16",

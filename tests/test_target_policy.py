@@ -7,12 +7,10 @@ import pytest
 import torch
 
 from offerpilot.agents.baselines import BASELINES, EpsilonGreedyPolicy, RecencyRulePolicy, make_baseline
-from offerpilot.ope.logged_decisions import logged_decisions
-from offerpilot.deployment.export import ExportConfig, export_bundle
 from offerpilot.agents.ppo_training import train_ppo
-from offerpilot.deployment.target_probs import trained_policy_probs
-from offerpilot.ope.target_policy import policy_probs, table_probs
 from offerpilot.agents.train_config import TrainConfig
+from offerpilot.deployment.export import ExportConfig, export_bundle
+from offerpilot.deployment.target_probs import trained_policy_probs
 from offerpilot.encoders.configuration import CustomerEncoderConfig
 from offerpilot.encoders.modeling import CustomerEncoderModel
 from offerpilot.encoders.tokenizer import EventTokenizer
@@ -20,7 +18,11 @@ from offerpilot.envs.log_generation import simulate_logs
 from offerpilot.envs.population import CATEGORIES
 from offerpilot.envs.simulator import PopulationSimulator
 from offerpilot.errors import DataError
+from offerpilot.ope.logged_decisions import logged_decisions
+from offerpilot.ope.target_policy import policy_probs, table_probs
 from offerpilot.tables import write_table
+
+from small_training import small_training
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +79,7 @@ def test_a_table_of_probabilities_is_aligned_and_checked(logged, tmp_path):
         table_probs(path, data, sim.catalog)
 
 
-TINY = {"n_envs": 64, "n_steps": 8, "total_timesteps": 512, "batch_size": 256, "net_arch": (32, 32), "eval_every": 0, "seed": 1}
+TINY = small_training(total_timesteps=512, eval_every=0, checkpoint_every=500_000)
 """One 512-decision rollout: a real run folder in a few seconds."""
 
 

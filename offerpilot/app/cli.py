@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from offerpilot.app.commands import demo, deployment, encoder, logs, off_policy, training
-from offerpilot.errors import DataError
+from offerpilot.errors import UserError
 
 EPILOG = "Run 'offerpilot COMMAND --help' for the options of a command."
 
@@ -19,10 +19,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.run(args)
-    except DataError as e:
+    except UserError as e:  # bad options, files or data: exit 1 for data that fails validation, 2 for the rest
         print(f"error: {e}", file=sys.stderr)
-        return 1
-    except (ValueError, OSError) as e:  # bad options or files; anything else is a bug and shows its traceback
+        return e.exit_code
+    except OSError as e:  # the system refused (a missing file, no permission, a full disk): the user's to fix too
         print(f"error: {e}", file=sys.stderr)
         return 2
 

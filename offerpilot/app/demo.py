@@ -27,18 +27,19 @@ from offerpilot.agents.train_config import TrainConfig
 from offerpilot.app.report import DemoReport, write_report
 from offerpilot.atomic import write_text_atomic
 from offerpilot.deployment.bundle import Bundle
+from offerpilot.deployment.evaluate_logs import evaluate_logs
 from offerpilot.deployment.export import ExportConfig, export_bundle
 from offerpilot.deployment.scoring import ScoringConfig, score_customers
-from offerpilot.deployment.target_probs import trained_policy_probs
 from offerpilot.encoders.embedding import embed_customers
+from offerpilot.encoders.encoder_folder import load_encoder
 from offerpilot.encoders.simulated import train_encoder_on_logs
-from offerpilot.encoders.training import EncoderTrainingConfig, load_encoder
+from offerpilot.encoders.training_config import EncoderTrainingConfig
 from offerpilot.envs.log_generation import simulate_logs
+from offerpilot.envs.objective import DEFAULT_LAM
 from offerpilot.envs.observers import LOG_INFORMED_FEATURES
 from offerpilot.envs.policy import UniformRandomPolicy
 from offerpilot.evaluation.comparison import Comparison, arena_for, compare, load_run, tuned_baselines
-from offerpilot.ope.logged_decisions import logged_decisions
-from offerpilot.ope.off_policy import OPEConfig, evaluate_off_policy
+from offerpilot.ope.off_policy import OPEConfig
 from offerpilot.ope.truth import per_decision_value
 from offerpilot.seeds import HELD_OUT_SEED
 from offerpilot.tables import read_decisions, read_events, write_table
@@ -57,7 +58,7 @@ class DemoConfig:
 
     customers: int = 20_000
     """Logged customers: the encoder's training data, the off-policy evaluation's logs and the scored batch."""
-    lam: float = 0.5
+    lam: float = DEFAULT_LAM
     """The objective's trade-off between 30-day margin (0) and 365-day CLV (1) the policy is trained for."""
     ppo_timesteps: int = 6_000_000
     oracle_timesteps: int = 3_500_000
@@ -181,9 +182,8 @@ def run_demo(config: DemoConfig, out: str | Path, progress: bool = True) -> Demo
         comparison = compare(arena, contenders, config.eval_customers, HELD_OUT_SEED, progress=progress)
 
     with steps("off-policy evaluation of the trained policy on the logs, and its simulated truth"):
-        data = logged_decisions(events, decisions, catalog, START, arena.config.objective)
-        target = trained_policy_probs(out / "runs" / "ppo", data, events, catalog)
-        ope = evaluate_off_policy(data, target, OPEConfig(n_bootstrap=config.bootstrap, sequential=False, seed=config.seed))
+        _, ope = evaluate_logs(events, decisions, catalog, out / "runs" / "ppo", arena.config.objective,
+                               OPEConfig(n_bootstrap=config.bootstrap, sequential=False, seed=config.seed), START)
         ppo = next(c for c in contenders if c.name == "ppo")
         truth = per_decision_value(arena.raw, UniformRandomPolicy(), ppo.policy, config.truth_customers, HELD_OUT_SEED + config.seed,
                                    encoder=arena.observer(encoder_dir), progress=progress)

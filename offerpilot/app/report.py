@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,14 +11,16 @@ from typing import Any
 import markdown
 import pandas as pd
 
+from offerpilot.atomic import write_text_atomic
+from offerpilot.deployment.manifest import BundleManifest
+from offerpilot.deployment.offer_mix import offer_mix, plot_offer_mix, quintiles, recency_segments
 from offerpilot.evaluation.comparison import Comparison
 from offerpilot.evaluation.plots import plot_clv_by_policy, plot_frontier, plot_learning_curves
 from offerpilot.ope.off_policy import OPEReport
-from offerpilot.deployment.manifest import BundleManifest
-from offerpilot.deployment.offer_mix import offer_mix, plot_offer_mix, quintiles, recency_segments
 from offerpilot.ope.plot import plot_ope
-from offerpilot.atomic import write_text_atomic
 
+REPORT_JSON = "report.json"
+"""The numbers behind ``report.md``: the policy table, the off-policy estimates and their truth, the offer mix."""
 Z95 = 1.959963984540054
 
 
@@ -61,11 +64,22 @@ def write_report(report: DemoReport, folder: str | Path) -> Path:
         _bundle(report),
         _assumptions(),
     ])
+    write_text_atomic(folder / REPORT_JSON, json.dumps(report_numbers(report, mix), indent=2) + "\n")
     write_text_atomic(folder / "report.md", text)
     body = markdown.markdown(text, extensions=["tables"])
     write_text_atomic(folder / "report.html", f"<!doctype html>\n<html><head><meta charset='utf-8'><title>offerpilot demo report</title>"
                       f"<style>{_CSS}</style></head><body>\n{body}\n</body></html>\n")
     return folder / "report.html"
+
+
+def report_numbers(report: DemoReport, mix: dict[str, pd.DataFrame]) -> dict[str, Any]:
+    """What the report's tables show, as numbers (``report.json``): what a script or a test should read, not the prose."""
+    truth, se = report.ope_truth
+    return {
+        "policies": json.loads(report.comparison.to_json()),
+        "off_policy": {**report.ope.to_dict(), "truth": {"value": truth, "se": se}},
+        "offer_mix": {title: table.reset_index(names="group").astype({"group": str}).to_dict(orient="records") for title, table in mix.items()},
+    }
 
 
 def offer_mix_tables(report: DemoReport) -> dict[str, pd.DataFrame]:

@@ -61,8 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from offerpilot.deployment.manifest import MANIFEST
     from offerpilot.deployment.export import ExportConfig, export_bundle
+    from offerpilot.deployment.manifest import MANIFEST
 
     config = ExportConfig(policy=args.policy, n_random=args.parity_inputs, n_customers=args.parity_customers, seed=args.seed)
     manifest = export_bundle(args.run_dir, args.out, config)

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from offerpilot.app.commands.options import timestamp
+from offerpilot.errors import InputError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,14 +50,15 @@ def run_encoder_train(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from offerpilot.encoders.labels import window_labels
-    from offerpilot.encoders.training import EncoderTrainingConfig, train_encoder
+    from offerpilot.encoders.training import train_encoder
+    from offerpilot.encoders.training_config import EncoderTrainingConfig
     from offerpilot.tables import read_events
 
     events = read_events(args.events)
     as_of = args.as_of if args.as_of is not None else (events["ts"].max() - pd.Timedelta(days=args.window_days)).normalize()
     users = pd.unique(events.loc[events["ts"] < as_of, "user_id"])
     if len(users) < 50:
-        raise ValueError(f"only {len(users)} customers have history before {as_of.date()}: too few to train on")
+        raise InputError(f"only {len(users)} customers have history before {as_of.date()}: too few to train on")
     labels = window_labels(events, as_of, args.window_days, users)
     architecture = {k: getattr(args, k) for k in ("hidden_size", "num_layers", "num_heads") if getattr(args, k) is not None}
     config = EncoderTrainingConfig(
@@ -75,7 +77,7 @@ def run_encoder_embed(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from offerpilot.encoders.embedding import embed_customers
-    from offerpilot.encoders.training import load_encoder
+    from offerpilot.encoders.encoder_folder import load_encoder
     from offerpilot.tables import read_events, write_table
 
     if not (args.model / "model.safetensors").is_file():

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from offerpilot.app.commands.options import timestamp
 from offerpilot.atomic import write_text_atomic
+from offerpilot.errors import InputError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -56,16 +57,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_simulate(args: argparse.Namespace) -> int:
     from offerpilot.agents.baselines import EpsilonGreedyPolicy, NoOfferPolicy, RecencyRulePolicy
-    from offerpilot.envs.policy import UniformRandomPolicy
     from offerpilot.catalog import load_catalog
     from offerpilot.envs.log_generation import simulate_logs
     from offerpilot.envs.objective import ObjectiveConfig
+    from offerpilot.envs.policy import UniformRandomPolicy
     from offerpilot.envs.presets import load_population
     from offerpilot.envs.simulator import PopulationSimulator, SimulatorConfig
     from offerpilot.tables import write_table
 
     if args.customers < 1:
-        raise ValueError("--customers must be >= 1")
+        raise InputError("--customers must be >= 1")
     catalog = load_catalog(args.catalog)
     config = SimulatorConfig(
         population=load_population(args.population),

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from offerpilot.app.commands.options import timestamp
 from offerpilot.atomic import atomic_directory
+from offerpilot.envs.objective import DEFAULT_LAM
+from offerpilot.errors import InputError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                      "or a table with user_id, ts and prob_<offer_id> for every decision")
     ope.add_argument("--catalog", type=Path, default=None, help="offer catalog YAML (default: the built-in catalog)")
     ope.add_argument("--period-start", type=timestamp, default=None, help="day 0 of the decision period (default: the first decision's day)")
-    ope.add_argument("--lam", type=float, default=0.5, help="short-term / lifetime trade-off of the objective (default: %(default)s)")
+    ope.add_argument("--lam", type=float, default=DEFAULT_LAM, help="short-term / lifetime trade-off of the objective (default: %(default)s)")
     ope.add_argument("--interval-days", type=int, default=7, help="days of margin credited to a decision (default: %(default)s)")
     ope.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates per interval (default: %(default)s)")
     ope.add_argument("--no-sequential", action="store_true", help="skip the per-customer estimators (faster)")
@@ -37,35 +39,23 @@ OPE_OUTPUTS = ("ope.json", "ope.png")
 
 
 def run_ope(args: argparse.Namespace) -> int:
-    from offerpilot.agents.baselines import BASELINES, make_baseline
-    from offerpilot.ope.logged_decisions import logged_decisions
-    from offerpilot.ope.off_policy import OPEConfig, evaluate_off_policy
-    from offerpilot.ope.plot import plot_ope
-    from offerpilot.deployment.target_probs import trained_policy_probs
-    from offerpilot.ope.target_policy import policy_probs, table_probs
     from offerpilot.catalog import load_catalog
+    from offerpilot.deployment.evaluate_logs import check_target, evaluate_logs
     from offerpilot.envs.objective import ObjectiveConfig
+    from offerpilot.ope.off_policy import OPEConfig
+    from offerpilot.ope.plot import plot_ope
     from offerpilot.tables import read_logs
 
     # The flags first: a bad one is refused before the logs are read.
     objective = ObjectiveConfig(lam=args.lam)
     config = OPEConfig(n_bootstrap=args.bootstrap, sequential=not args.no_sequential, seed=args.seed)
-    if args.policy not in BASELINES and not Path(args.policy).exists():
-        raise ValueError(f"--policy {args.policy!r} is neither a baseline ({', '.join(BASELINES)}), a table file, nor a bundle, policy or run folder")
+    check_target(args.policy)
     if args.out is not None:
         check_own_folder(args.out, OPE_OUTPUTS, "--out")
     events_path, decisions_path = log_paths(args)
     catalog = load_catalog(args.catalog)
     events, decisions = read_logs(events_path, decisions_path, catalog)
-    start = args.period_start if args.period_start is not None else decisions["ts"].min().normalize()
-    data = logged_decisions(events, decisions, catalog, start, objective, interval_days=args.interval_days)
-    if args.policy in BASELINES:
-        target = policy_probs(make_baseline(args.policy, catalog), data)
-    elif Path(args.policy).is_file():
-        target = table_probs(args.policy, data, catalog)
-    else:
-        target = trained_policy_probs(args.policy, data, events, catalog)
-    report = evaluate_off_policy(data, target, config)
+    data, report = evaluate_logs(events, decisions, catalog, args.policy, objective, config, args.period_start, args.interval_days)
     print(f"off-policy evaluation of {args.policy} on {report.n_decisions:,} decisions of {report.n_customers:,} customers "
           f"(lam = {args.lam}, {1 - config.alpha:.0%} bootstrap intervals, {config.n_bootstrap} replicates, seed {args.seed})")
     print_table([
@@ -103,7 +93,7 @@ def log_paths(args: argparse.Namespace) -> tuple[Path, Path]:
     """The events and decisions files, from --logs DIR or --events/--decisions."""
     if args.logs is None:
         if args.events is None or args.decisions is None:
-            raise ValueError("give --logs DIR, or both --events and --decisions")
+            raise InputError("give --logs DIR, or both --events and --decisions")
         return args.events, args.decisions
     found = []
     for name in ("events", "decisions"):

@@ -9,7 +9,9 @@ from pathlib import Path
 from offerpilot.agents.baselines import COMPARED_BASELINES
 from offerpilot.agents.train_config import LEARNING_RATE_SCHEDULES, OBSERVATIONS, TrainConfig
 from offerpilot.atomic import write_text_atomic
+from offerpilot.envs.objective import DEFAULT_LAM
 from offerpilot.envs.observers import LATENT_FEATURES, LOG_INFORMED_FEATURES, STABLE_TRAITS
+from offerpilot.errors import InputError
 from offerpilot.seeds import HELD_OUT_SEED, TUNING_SEEDS
 
 
@@ -42,7 +44,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                      f"log-informed: the log-informed oracle, {' '.join(LOG_INFORMED_FEATURES)}")
     ppo.add_argument("--encoder", default=None, help="encoder folder (RUN/model of 'offerpilot encoder train'); "
                      "default: train one on simulated customers into OUT/encoder")
-    ppo.add_argument("--lam", type=float, default=None, help="0: 30-day margin only ... 1: 365-day CLV only (default: 0.5)")
+    ppo.add_argument("--lam", type=float, default=None, help=f"0: 30-day margin only ... 1: 365-day CLV only (default: {DEFAULT_LAM})")
     ppo.add_argument("--discount-budget", type=float, default=None, help="most discount money per customer over the year "
                      "(a Lagrangian penalty; default: no budget)")
     for flag, kind, text in (("total-timesteps", int, "customer-decisions to train on"), ("n-envs", int, "customers simulated side by side"),
@@ -99,7 +101,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--best-of-seeds", action="store_true", help="runs that differ only in their training seed count as one "
                     "policy: the seed with the best objective on the tuning customers (where the baselines are tuned) is "
                     "evaluated, the others are not")
-    ev.add_argument("--lam", type=float, default=0.5, help="the objective's trade-off for the table and tuning (default: %(default)s)")
+    ev.add_argument("--lam", type=float, default=DEFAULT_LAM, help="the objective's trade-off for the table and tuning (default: %(default)s)")
     ev.add_argument("--population", default="default", help="population preset or JSON (default: %(default)s)")
     ev.add_argument("--out", type=Path, required=True, help="report folder")
     ev.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -116,17 +118,17 @@ def run_train(args: argparse.Namespace) -> int:
     from offerpilot.agents.trained_run import seeds_of
 
     if args.selection_customers < 1:
-        raise ValueError(f"--selection-customers must be >= 1, got {args.selection_customers}")
+        raise InputError(f"--selection-customers must be >= 1, got {args.selection_customers}")
     trained_seeds = seeds_of(args.out) if args.resume else None
     if args.resume and trained_seeds is not None and args.seeds not in (None, len(trained_seeds)):
-        raise ValueError(f"--resume continues the {len(trained_seeds)} seeds of {args.out / 'seeds.json'}; got --seeds {args.seeds}")
+        raise InputError(f"--resume continues the {len(trained_seeds)} seeds of {args.out / 'seeds.json'}; got --seeds {args.seeds}")
     flags = {name: getattr(args, name) for name in _TRAIN_OPTIONS}
     if flags["latent_features"] == ["log-informed"]:
         flags["latent_features"] = LOG_INFORMED_FEATURES
     if args.resume:
         changed = sorted(k for k, v in flags.items() if v is not None and k not in ("total_timesteps", "threads"))
         if changed or args.config is not None:
-            raise ValueError(f"--resume continues the run as configured in {args.out / 'config.json'}; only --total-timesteps and --threads may change (got {changed or ['--config']})")
+            raise InputError(f"--resume continues the run as configured in {args.out / 'config.json'}; only --total-timesteps and --threads may change (got {changed or ['--config']})")
         config = TrainConfig.from_file(args.out / "config.json", total_timesteps=flags["total_timesteps"], threads=flags["threads"])
     elif args.config is not None:
         config = TrainConfig.from_file(args.config, **flags)
@@ -155,7 +157,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     encoder = args.encoder or next((c.encoder_dir for c in runs if c.encoder_dir is not None), None)
     baselines = tuple(args.baselines)
     if "churn_threshold" in baselines and encoder is None:
-        raise ValueError("the churn_threshold baseline reads the encoder's churn probability: pass --encoder, a run trained on encoder features, or leave it out of --baselines")
+        raise InputError("the churn_threshold baseline reads the encoder's churn probability: pass --encoder, a run trained on encoder features, or leave it out of --baselines")
     arena = arena_for(args.lam, args.population)
     if args.best_of_seeds:
         runs = best_of_seeds(arena, runs, args.tuning_customers, progress=not args.no_progress)
