@@ -25,6 +25,8 @@ OFFER_KINDS = ("none", "percent_off", "amount_off", "free_shipping", "loyalty_po
 _FRACTION_KINDS = ("percent_off", "loyalty_points")
 _MONEY_KINDS = ("amount_off", "free_shipping")
 _ELIGIBILITY_KEYS = ("min_days_since_purchase", "max_days_since_purchase", "min_purchases")
+NONE_ID = "none"
+"""Id of the send-nothing action that a catalog without one gets."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,8 @@ class OfferCatalog:
     channels: dict[str, float]
     caps: ContactCaps = ContactCaps()
     currency: str = "USD"
+    notes: tuple[str, ...] = field(default=(), compare=False)
+    """What reading the file changed and the user should hear of (e.g. a ``none`` action added)."""
 
     @property
     def n_actions(self) -> int:
@@ -227,23 +231,34 @@ def parse_catalog(data: Any, source: str = "<catalog>") -> OfferCatalog:
         raw_offers = []
     seen: set[str] = set()
     for i, spec in enumerate(raw_offers):
-        raw_id = spec.get("id") if isinstance(spec, dict) else None
-        if isinstance(raw_id, str) and raw_id in seen:
+        raw_id = _offer_id(spec.get("id")) if isinstance(spec, dict) else None
+        if raw_id is not None and raw_id in seen:
             bad(f"offers[{i}].id", f"duplicate offer id {raw_id!r}")
             continue
-        seen.add(raw_id)
+        if raw_id is not None:
+            seen.add(raw_id)
         offer = _parse_offer(spec, f"offers[{i}]", channels, problems, source)
         if offer is not None:
             offers.append(offer)
-    if raw_offers and offers and offers[0].kind != "none":
-        bad("offers[0]", "the first offer must be the 'none' action (kind: none)")
-    if sum(o.kind == "none" for o in offers) > 1:
+    nones = [o for o in offers if o.kind == "none"]
+    if len(nones) > 1:
         bad("offers", "only one offer may have kind 'none'")
+    notes: list[str] = []
+    if offers and not nones and not problems:
+        if NONE_ID in seen:
+            bad("offers", f"no offer has kind 'none', and the id {NONE_ID!r} that offerpilot would give the send-nothing action is taken")
+        else:
+            offers.insert(0, Offer(id=NONE_ID, kind="none"))
+            notes.append(f"{source}: no offer has kind 'none'; added the send-nothing action {NONE_ID!r} as action 0")
+    elif len(nones) == 1 and offers[0].kind != "none":
+        offers.remove(nones[0])
+        offers.insert(0, nones[0])
+        notes.append(f"{source}: moved the send-nothing action {nones[0].id!r} to the front (action 0)")
 
     if problems:
         raise DataError(problems)
     currency = str(data.get("currency", "USD"))
-    return OfferCatalog(offers=tuple(offers), channels=channels, caps=caps, currency=currency)
+    return OfferCatalog(offers=tuple(offers), channels=channels, caps=caps, currency=currency, notes=tuple(notes))
 
 
 def _parse_offer(spec: Any, key: str, channels: dict[str, float], problems: list[Problem], source: str) -> Offer | None:
@@ -257,9 +272,9 @@ def _parse_offer(spec: Any, key: str, channels: dict[str, float], problems: list
     allowed = {"id", "kind", "value", "channel", "validity_days", "breakage", "eligibility"}
     for k in sorted(set(spec) - allowed):
         bad(k, f"unknown key (expected one of {sorted(allowed)})")
-    offer_id = spec.get("id")
-    if not isinstance(offer_id, str) or not offer_id.strip():
-        bad("id", f"must be a non-empty string, got {offer_id!r}")
+    offer_id = _offer_id(spec.get("id"))
+    if offer_id is None:
+        bad("id", f"must be a non-empty string or an integer (YAML reads an unquoted 0 as one), got {spec.get('id')!r}")
     kind = spec.get("kind")
     if kind not in OFFER_KINDS:
         bad("kind", f"must be one of {list(OFFER_KINDS)}, got {kind!r}")
@@ -318,6 +333,16 @@ def _parse_offer(spec: Any, key: str, channels: dict[str, float], problems: list
         breakage=float(breakage),
         eligibility=elig,
     )
+
+
+def _offer_id(raw: Any) -> str | None:
+    """An offer id as text: a non-empty string, or an integer's digits (the logs read integer ids as text too);
+    ``None`` for anything else (a float or a date would have lost or changed characters)."""
+    if isinstance(raw, str) and raw.strip():
+        return raw
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return str(raw)
+    return None
 
 
 def _is_number(x: Any) -> bool:

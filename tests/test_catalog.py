@@ -60,14 +60,33 @@ def test_every_catalog_problem_is_reported_with_its_key():
         assert any(p.startswith(prefix) for p in problems), (prefix, problems)
 
 
-def test_catalog_needs_none_first_and_known_kinds():
-    """The first action must be 'none'; unknown kinds are refused."""
+def test_a_catalog_without_none_first_gets_it_as_action_0_and_says_so():
+    """No 'none' action: one is added in front, with a note; one elsewhere is moved to the front. Unknown kinds are refused."""
     data = default_catalog().to_dict()
-    data["offers"] = data["offers"][1:] + data["offers"][:1]
-    assert any("first offer must be the 'none'" in p for p in _problems(data))
-    data = default_catalog().to_dict()
+    without = dict(data, offers=data["offers"][1:])
+    added = parse_catalog(without, source="offers.yaml")
+    assert added == default_catalog()
+    assert added.notes == ("offers.yaml: no offer has kind 'none'; added the send-nothing action 'none' as action 0",)
+    moved = parse_catalog(dict(data, offers=data["offers"][1:] + data["offers"][:1]), source="offers.yaml")
+    assert moved == default_catalog() and "moved the send-nothing action 'none'" in moved.notes[0]
+    assert default_catalog().notes == ()
+    taken = dict(data, offers=[dict(data["offers"][2], id="none"), *data["offers"][3:]])
+    assert any("the id 'none' that offerpilot would give the send-nothing action is taken" in p for p in _problems(taken))
     data["offers"][3]["kind"] = "bogof"
     assert any("offers[3].kind" in p and "bogof" in p for p in _problems(data))
+
+
+def test_unquoted_integer_ids_are_read_as_their_digits(tmp_path):
+    """YAML reads ``id: 0`` as an integer: it becomes the id '0', as the logs read integer ids; a float id is refused."""
+    path = tmp_path / "items.yaml"
+    path.write_text("channels: {web: {send_cost: 0}}\noffers:\n"
+                    "  - {id: 0, kind: content_only, channel: web}\n  - {id: 17, kind: content_only, channel: web}\n")
+    catalog = load_catalog(path)
+    assert catalog.ids == ("none", "0", "17")
+    assert catalog.notes == (f"{path}: no offer has kind 'none'; added the send-nothing action 'none' as action 0",)
+    path.write_text("channels: {web: {send_cost: 0}}\noffers:\n  - {id: 1.5, kind: content_only, channel: web}\n")
+    with pytest.raises(DataError, match=r"offers\[0\]\.id': must be a non-empty string or an integer .*got 1\.5"):
+        load_catalog(path)
 
 
 def test_catalog_file_errors_name_the_file(tmp_path):

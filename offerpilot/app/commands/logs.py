@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from offerpilot.app.commands.options import timestamp
+from offerpilot.app.commands.options import read_catalog, timestamp
 from offerpilot.atomic import write_text_atomic
 from offerpilot.errors import InputError
 
@@ -57,7 +57,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_simulate(args: argparse.Namespace) -> int:
     from offerpilot.agents.baselines import EpsilonGreedyPolicy, NoOfferPolicy, RecencyRulePolicy
-    from offerpilot.catalog import load_catalog
     from offerpilot.envs.log_generation import simulate_logs
     from offerpilot.envs.objective import ObjectiveConfig
     from offerpilot.envs.policy import UniformRandomPolicy
@@ -67,7 +66,7 @@ def run_simulate(args: argparse.Namespace) -> int:
 
     if args.customers < 1:
         raise InputError("--customers must be >= 1")
-    catalog = load_catalog(args.catalog)
+    catalog = read_catalog(args.catalog)
     config = SimulatorConfig(
         population=load_population(args.population),
         objective=ObjectiveConfig(horizon_days=args.horizon_days, short_window_days=min(30, args.horizon_days)),
@@ -108,10 +107,9 @@ def run_simulate(args: argparse.Namespace) -> int:
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    from offerpilot.catalog import load_catalog
     from offerpilot.tables import validate_paths
 
-    catalog = load_catalog(args.catalog)
+    catalog = read_catalog(args.catalog)
     report = validate_paths(args.paths, catalog)
     n_problems = 0
     for path, problems in report.items():

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from offerpilot.app.commands.options import timestamp
+from offerpilot.app.commands.options import read_catalog, timestamp
 from offerpilot.atomic import atomic_directory
 from offerpilot.envs.objective import DEFAULT_LAM
 from offerpilot.errors import InputError
@@ -39,7 +39,6 @@ OPE_OUTPUTS = ("ope.json", "ope.png")
 
 
 def run_ope(args: argparse.Namespace) -> int:
-    from offerpilot.catalog import load_catalog
     from offerpilot.deployment.evaluate_logs import check_target, evaluate_logs
     from offerpilot.envs.objective import ObjectiveConfig
     from offerpilot.ope.off_policy import OPEConfig
@@ -53,7 +52,7 @@ def run_ope(args: argparse.Namespace) -> int:
     if args.out is not None:
         check_own_folder(args.out, OPE_OUTPUTS, "--out")
     events_path, decisions_path = log_paths(args)
-    catalog = load_catalog(args.catalog)
+    catalog = read_catalog(args.catalog)
     events, decisions = read_logs(events_path, decisions_path, catalog)
     data, report = evaluate_logs(events, decisions, catalog, args.policy, objective, config, args.period_start, args.interval_days)
     print(f"off-policy evaluation of {args.policy} on {report.n_decisions:,} decisions of {report.n_customers:,} customers "
