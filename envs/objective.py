@@ -16,6 +16,8 @@ from offerpilot.errors import InputError
 
 DEFAULT_LAM = 0.5
 """The trade-off every command and config starts from: half 30-day margin, half 365-day CLV."""
+GROSS_MARGIN_RATE = 0.35
+"""The share of the list price kept as margin unless the shop says otherwise (``offerpilot ope --margin-rate``)."""
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,7 @@ class ObjectiveConfig:
     """``H``: days of the decision period; CLV sums margins over it."""
     annual_discount_rate: float = 0.10
     """Yearly cost of capital; the daily factor is ``(1 + rate) ** (-1 / 365)``."""
-    gross_margin_rate: float = 0.35
+    gross_margin_rate: float = GROSS_MARGIN_RATE
     """Share of the list price kept as margin before offers and contact costs."""
 
     def __post_init__(self) -> None:
@@ -39,7 +41,7 @@ class ObjectiveConfig:
         if not 0 < self.short_window_days <= self.horizon_days:
             raise InputError("short_window_days must be in (0, horizon_days]")
         if not 0.0 <= self.gross_margin_rate <= 1.0:
-            raise InputError(f"gross_margin_rate must be in [0, 1], got {self.gross_margin_rate}")
+            raise InputError(f"gross_margin_rate (--margin-rate) must be in [0, 1], got {self.gross_margin_rate}")
         if self.annual_discount_rate <= -1.0:
             raise InputError("annual_discount_rate must be > -1")
 

@@ -2,20 +2,20 @@
 
 ``read_events`` / ``read_decisions`` are the way in for every consumer: they either return a table that
 meets the contract, in canonical dtypes and sorted by user and time, or raise :class:`DataError` with
-every problem found. No row is ever dropped. ``validate_paths`` is ``offerpilot validate``: every file's problems.
+every problem found. No row is ever dropped.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 from pathlib import Path
 
 import pandas as pd
 
 from offerpilot.atomic import atomic_path
-from offerpilot.catalog import OfferCatalog, default_catalog
+from offerpilot.catalog import OfferCatalog
 from offerpilot.errors import DataError, Problem
-from offerpilot.schema import DECISIONS_REQUIRED, EVENTS_REQUIRED, PROB_PREFIX, cast_column, column_kind, holds_text, is_blank
+from offerpilot.schema import DECISIONS_REQUIRED, EVENTS_REQUIRED, cast_column, column_kind, holds_text, is_blank
 from offerpilot.validation import validate_decisions, validate_events
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -180,60 +180,3 @@ def _require(df: pd.DataFrame, required: tuple[str, ...], path: str | Path) -> N
 def _by_user_and_time(df: pd.DataFrame) -> pd.DataFrame:
     """Sort by ``user_id`` then ``ts``, keeping file order among ties (two stable sorts)."""
     return df.sort_values("ts", kind="stable").sort_values("user_id", kind="stable").reset_index(drop=True)
-
-
-def validate_paths(paths: Iterable[str | Path], catalog: OfferCatalog | None = None) -> dict[str, list[Problem]]:
-    """Read and validate each file, telling events from decisions by their columns.
-
-    Returns the problems per file (an empty list for a clean file), in the order given. When events are
-    given and every file could be read and recognised, decisions are also checked against the users seen
-    in the events.
-    """
-    catalog = default_catalog() if catalog is None else catalog
-    results: dict[str, list[Problem]] = {}
-    events: dict[str, pd.DataFrame] = {}
-    decisions: dict[str, pd.DataFrame] = {}
-    for path in paths:
-        key = str(path)
-        try:
-            df = read_table(path)
-        except DataError as e:
-            results[key] = e.problems
-            continue
-        kind = table_kind(df)
-        if kind is None:
-            results[key] = [
-                Problem(
-                    key,
-                    None,
-                    None,
-                    f"neither an events table (columns {list(EVENTS_REQUIRED)}) nor a decisions table "
-                    f"(columns {list(DECISIONS_REQUIRED)}); it has columns {[str(c) for c in df.columns]}",
-                )
-            ]
-            continue
-        results[key] = []
-        (events if kind == "events" else decisions)[key] = df
-
-    users: set[str] | None = None
-    all_read = all(not problems for problems in results.values())
-    if events and all_read and all("user_id" in df.columns for df in events.values()):
-        users = set()
-        for df in events.values():
-            users.update(cast_column(df["user_id"], "string").dropna())
-        users = users or None  # events without rows are their own problem, not every decision's
-    for key, df in events.items():
-        results[key] = validate_events(df, key, catalog)
-    for key, df in decisions.items():
-        results[key] = validate_decisions(df, key, catalog, users)
-    return results
-
-
-def table_kind(df: pd.DataFrame) -> str | None:
-    """'events' or 'decisions' from the columns that only one of the tables has; ``None`` when unclear."""
-    columns = {str(c) for c in df.columns}
-    is_events = bool(columns & {"event", "amount"})
-    is_decisions = bool(columns & {"propensity", "policy_id"}) or any(c.startswith(PROB_PREFIX) for c in columns)
-    if is_events == is_decisions:
-        return None
-    return "events" if is_events else "decisions"

@@ -46,8 +46,7 @@ def validate_events(
     ``None``: the clock) plus :data:`FUTURE_SLACK`.
     """
     catalog = default_catalog() if catalog is None else catalog
-    problems, canon = _check_columns(df, source, EVENTS_COLUMNS)
-    report = _Reporter(source, problems)
+    problems, canon, report = check_columns(df, source, EVENTS_COLUMNS)
     _check_time(report, df, canon, now)
 
     if "event" in canon:
@@ -55,7 +54,7 @@ def validate_events(
         report(
             "event",
             event.notna() & ~event.isin(EVENT_KINDS),
-            lambda i: f"unknown event kind {_show(event.iat[i])}; expected one of {list(EVENT_KINDS)}",
+            lambda i: f"unknown event kind {show(event.iat[i])}; expected one of {list(EVENT_KINDS)}",
         )
     if "amount" in canon:
         amount = canon["amount"]
@@ -69,7 +68,7 @@ def validate_events(
     if "rating" in canon:
         rating = canon["rating"]
         stars = rating.isna() | rating.isin([1.0, 2.0, 3.0, 4.0, 5.0])
-        report("rating", ~stars.to_numpy(dtype=bool), lambda i: f"a rating is 1 to 5 stars, got {_show(rating.iat[i])}")
+        report("rating", ~stars.to_numpy(dtype=bool), lambda i: f"a rating is 1 to 5 stars, got {show(rating.iat[i])}")
     if "offer_id" in canon:
         _check_offer_ids(report, canon["offer_id"], catalog)
     _check_rows(report, df, canon)
@@ -92,8 +91,7 @@ def validate_decisions(
     catalog = default_catalog() if catalog is None else catalog
     prob_names = [c for c in df.columns if isinstance(c, str) and c.startswith(PROB_PREFIX)]
     specs = DECISIONS_COLUMNS + tuple(prob_spec(c) for c in prob_names)
-    problems, canon = _check_columns(df, source, specs)
-    report = _Reporter(source, problems)
+    problems, canon, report = check_columns(df, source, specs)
     _check_time(report, df, canon, now)
 
     if "offer_id" in canon:
@@ -101,18 +99,30 @@ def validate_decisions(
     if "propensity" in canon:
         p = canon["propensity"]
         out_of_range = p.notna() & ~((p > 0) & (p <= 1))
-        report("propensity", out_of_range, lambda i: f"propensity must be in (0, 1], got {_show(p.iat[i])}")
+        report("propensity", out_of_range, lambda i: f"propensity must be in (0, 1], got {show(p.iat[i])}")
     if prob_names:
-        _check_distribution(report, canon, prob_names, catalog)
+        check_distribution(report, canon, prob_names, catalog.ids)
     if users is not None and "user_id" in canon:
         uid = canon["user_id"]
         unknown = uid.notna() & ~uid.isin(list(users))
-        report("user_id", unknown, lambda i: f"user {_show(uid.iat[i])} never appears in the events")
+        report("user_id", unknown, lambda i: f"user {show(uid.iat[i])} never appears in the events")
     _check_rows(report, df, canon)
     return problems
 
 
-class _Reporter:
+def validate_context(df: pd.DataFrame, source: str, columns: list[str]) -> list[Problem]:
+    """Problems with a table's context columns (read by the reward model): each must exist and have a value on every row."""
+    problems: list[Problem] = []
+    report = Reporter(source, problems)
+    for name in columns:
+        if name not in df.columns:
+            report.column(name, f"missing context column; the file has columns {[str(c) for c in df.columns]}")
+        else:
+            report(name, is_blank(df[name]), lambda i, name=name: f"{name} is missing; a context column needs a value on every row")
+    return problems
+
+
+class Reporter:
     """Appends problems for one file: one per bad row, up to :data:`MAX_ROWS_PER_CHECK` per check, then a count
     of the rest; or one for a whole column."""
 
@@ -135,13 +145,11 @@ class _Reporter:
         self.problems.append(Problem(self.source, None, field, message))
 
 
-def _check_columns(
-    df: pd.DataFrame, source: str, specs: tuple[Column, ...]
-) -> tuple[list[Problem], dict[str, pd.Series]]:
-    """Missing columns, values of the wrong type and missing values; returns the problems and the present
-    contract columns in canonical dtypes (a value of the wrong type is missing there)."""
+def check_columns(df: pd.DataFrame, source: str, specs: tuple[Column, ...]) -> tuple[list[Problem], dict[str, pd.Series], Reporter]:
+    """Missing columns, values of the wrong type and missing values; returns the problems, the present
+    typed columns in canonical dtypes (a value of the wrong type is missing there) and a reporter for further checks."""
     problems: list[Problem] = []
-    report = _Reporter(source, problems)
+    report = Reporter(source, problems)
     names = pd.Index([str(c) for c in df.columns])
     repeated = set(names[names.duplicated()])
     for name in sorted(repeated):
@@ -166,10 +174,10 @@ def _check_columns(
             what = "empty" if spec.kind == "string" else "missing"
             report(spec.name, empty, lambda i, spec=spec, what=what: f"{spec.name} is {what}")
         canon[spec.name] = values
-    return problems, canon
+    return problems, canon, report
 
 
-def _show(value: object) -> str:
+def show(value: object) -> str:
     """``repr`` of a cell, with numpy scalars shown as the Python values they hold."""
     return repr(_plain(value))
 
@@ -187,28 +195,27 @@ def _wrong_type(spec: Column, value: object) -> str:
     return f"{spec.name} must be text (integers are read as their digits), got {type(value).__name__} {value!r}"
 
 
-def _check_money(report: _Reporter, field: str, values: pd.Series) -> None:
-    report(field, np.isinf(values), lambda i: f"{field} must be finite, got {_show(values.iat[i])}")
-    report(field, values < 0, lambda i: f"{field} must be >= 0, got {_show(values.iat[i])}")
+def _check_money(report: Reporter, field: str, values: pd.Series) -> None:
+    report(field, np.isinf(values), lambda i: f"{field} must be finite, got {show(values.iat[i])}")
+    report(field, values < 0, lambda i: f"{field} must be >= 0, got {show(values.iat[i])}")
 
 
-def _check_offer_ids(report: _Reporter, offer_id: pd.Series, catalog: OfferCatalog) -> None:
+def _check_offer_ids(report: Reporter, offer_id: pd.Series, catalog: OfferCatalog) -> None:
     report(
         "offer_id",
         offer_id.notna() & ~offer_id.isin(catalog.ids),
-        lambda i: f"unknown offer id {_show(offer_id.iat[i])}; the catalog has {list(catalog.ids)}",
+        lambda i: f"unknown offer id {show(offer_id.iat[i])}; the catalog has {list(catalog.ids)}",
     )
 
 
-def _check_distribution(
-    report: _Reporter, canon: dict[str, pd.Series], prob_names: list[str], catalog: OfferCatalog
-) -> None:
-    """The ``prob_`` columns: one per catalog offer, each in [0, 1], rows summing to 1, agreeing with ``propensity``."""
+def check_distribution(report: Reporter, canon: dict[str, pd.Series], prob_names: list[str], ids: tuple[str, ...]) -> None:
+    """The ``prob_`` columns: one per action of ``ids``, each in [0, 1], rows summing to 1, agreeing with ``propensity``
+    (``canon["offer_id"]`` and ``canon["propensity"]``: the action taken and its probability, when present)."""
     for name in prob_names:
         offer = name[len(PROB_PREFIX) :]
-        if offer not in catalog.ids:
-            report.column(name, f"column for offer {offer!r}, which is not in the catalog {list(catalog.ids)}")
-    for offer in catalog.ids:
+        if offer not in ids:
+            report.column(name, f"column for offer {offer!r}, which is not in the catalog {list(ids)}")
+    for offer in ids:
         if prob_column(offer) not in prob_names:
             report.column(prob_column(offer), f"the action distribution has no column for catalog offer {offer!r}")
     present = [n for n in prob_names if n in canon]
@@ -220,7 +227,7 @@ def _check_distribution(
         report(
             name,
             (col < 0) | (col > 1),
-            lambda i, col=col, name=name: f"{name} must be in [0, 1], got {_show(col[i])}",
+            lambda i, col=col, name=name: f"{name} must be in [0, 1], got {show(col[i])}",
         )
     valid = ((probs >= 0) & (probs <= 1)).all(axis=1)
     total = probs.sum(axis=1)
@@ -236,12 +243,12 @@ def _check_distribution(
         report(
             "propensity",
             valid & (np.abs(chosen - propensity) > PROB_TOL),
-            lambda i: f"propensity {_show(propensity[i])} disagrees with {present[int(j[i])]} = {_show(chosen[i])}, "
+            lambda i: f"propensity {show(propensity[i])} disagrees with {present[int(j[i])]} = {show(chosen[i])}, "
             "the chosen offer's probability",
         )
 
 
-def _check_time(report: _Reporter, df: pd.DataFrame, canon: dict[str, pd.Series], now: pd.Timestamp | None) -> None:
+def _check_time(report: Reporter, df: pd.DataFrame, canon: dict[str, pd.Series], now: pd.Timestamp | None) -> None:
     """The table's rows in time: there is at least one, and none is later than ``now`` (the clock when ``None``)
     plus :data:`FUTURE_SLACK`."""
     if not len(df):
@@ -257,7 +264,7 @@ def _check_time(report: _Reporter, df: pd.DataFrame, canon: dict[str, pd.Series]
         )
 
 
-def _check_rows(report: _Reporter, df: pd.DataFrame, canon: dict[str, pd.Series]) -> None:
+def _check_rows(report: Reporter, df: pd.DataFrame, canon: dict[str, pd.Series]) -> None:
     """Checks across columns: exact duplicate rows, and time running backwards within a user."""
     if len(df) and len(df.columns):
         # Positional keys survive duplicate column names; repr keeps None, "None" and 1, "1" apart and hashes anything.
@@ -283,3 +290,59 @@ def _check_rows(report: _Reporter, df: pd.DataFrame, canon: dict[str, pd.Series]
             lambda i: f"ts {ts.iat[i]} is earlier than row {prev_row[i] + 1} ({pd.Timestamp(prev_ts[i])}) "
             "of the same user; a user's rows must be in time order",
         )
+
+
+def validate_target_table(table: pd.DataFrame, source: str, actions: tuple[str, ...], decision_columns: object) -> tuple[list[Problem], list[str]]:
+    """The problems of a target-policy table (``prob_<action>`` columns keyed by decision columns; see
+    ``offerpilot.ope.target_policy.table_probs``) on its own: its columns, probabilities and repeated keys; and its keys.
+
+    :param decision_columns: the columns of the decisions it is for; every key must be one of them.
+    """
+    columns = [PROB_PREFIX + a for a in actions]
+    problems = [Problem(source, None, c, "missing column: a target table gives every action's probability") for c in columns if c not in table]
+    extra = [str(c) for c in table.columns if str(c).startswith(PROB_PREFIX) and str(c) not in columns]
+    problems += [Problem(source, None, c, f"probability of an action the log does not have; the actions are {list(actions)[:12]}") for c in extra]
+    keys = [str(c) for c in table.columns if not str(c).startswith(PROB_PREFIX)]
+    unknown = [k for k in keys if k not in set(map(str, decision_columns))]
+    problems += [Problem(source, None, k, f"neither a prob_<action> column nor a column of the decisions, so rows cannot be matched "
+                                          f"to decisions by it (the decisions have {[str(c) for c in decision_columns]})") for k in unknown]
+    if not len(table):
+        problems.append(Problem(source, None, None, "the table has no rows"))
+    if problems:
+        return problems, keys
+    if keys:
+        duplicated = table.duplicated(keys, keep="first").to_numpy()
+        problems += [Problem(source, int(i) + 1, keys[-1], f"a second row for the same {', '.join(keys)}") for i in np.flatnonzero(duplicated)[:20]]
+    elif len(table) > 1:
+        problems.append(Problem(source, None, None, f"{len(table)} rows but no key column: a table without keys gives one distribution for every decision"))
+    probs = table[columns].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
+    bad_value = ~np.isfinite(probs) | (probs < 0) | (probs > 1)
+    for i, j in list(zip(*np.nonzero(bad_value)))[:50]:
+        problems.append(Problem(source, int(i) + 1, columns[j], f"a probability must be a number in [0, 1], got {table[columns[j]].iat[i]!r}"))
+    off = ~bad_value.any(axis=1) & (np.abs(probs.sum(axis=1) - 1.0) > PROB_TOL)
+    problems += [Problem(source, int(i) + 1, None, f"probabilities sum to {probs[i].sum():.9g}, not 1") for i in np.flatnonzero(off)[:20]]
+    return problems, keys
+
+
+def target_rows(decisions: pd.DataFrame, table: pd.DataFrame, keys: list[str]) -> np.ndarray:
+    """For each decision (row of ``decisions``), the 0-based row of the target ``table`` with its ``keys``; -1 where none."""
+    logged, wanted = _comparable(decisions[keys], table[keys])
+    merged = logged.merge(wanted.assign(_row=np.arange(len(table))), on=keys, how="left")
+    return merged["_row"].fillna(-1).to_numpy(np.int64)
+
+
+def unmatched_problem(decisions: pd.DataFrame, rows: np.ndarray, keys: list[str], source: str) -> Problem:
+    """The problem of decisions that no row of the target table at ``source`` covers (``rows`` from :func:`target_rows`)."""
+    unmatched = np.flatnonzero(rows < 0)
+    examples = "; ".join(", ".join(f"{k} {decisions[k].iat[i]}" for k in keys) for i in unmatched[:3])
+    return Problem(source, None, None, f"{unmatched.size} logged decisions have no target row (e.g. {examples})")
+
+
+def _comparable(logged: pd.DataFrame, wanted: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The key columns of both sides in one dtype each: as they are where the dtypes agree, as text where they do
+    not (a position read as 1 in one file and '1' in the other)."""
+    logged, wanted = logged.copy(), wanted.copy()
+    for k in logged.columns:
+        if logged[k].dtype != wanted[k].dtype and not (pd.api.types.is_numeric_dtype(logged[k]) and pd.api.types.is_numeric_dtype(wanted[k])):
+            logged[k], wanted[k] = logged[k].astype(str), wanted[k].astype(str)
+    return logged, wanted

@@ -21,6 +21,7 @@ from offerpilot.envs.masks import action_mask
 from offerpilot.envs.objective import ObjectiveConfig
 from offerpilot.envs.observers import RawFeatureObserver
 from offerpilot.errors import InputError
+from offerpilot.ope.design import context_matrix
 from offerpilot.schema import PROB_PREFIX
 
 
@@ -44,6 +45,15 @@ class LoggedDecisions:
     step: np.ndarray  # int64, decision index within the customer's trajectory
     n_unattributed_purchases: int
     """Purchases after the decisions began that no decision window covered."""
+    context: np.ndarray | None = None
+    """float32 (n, k): the log's own context columns (user features, the slot), read by the reward model only."""
+    table: pd.DataFrame | None = None
+    """The decisions' rows in this order: the columns a target table may be keyed by."""
+
+    @property
+    def model_features(self) -> np.ndarray:
+        """What the reward model and fitted-Q evaluation read: the features, then the context columns."""
+        return self.features if self.context is None else np.hstack([self.features, self.context])
 
     @property
     def n_decisions(self) -> int:
@@ -73,8 +83,13 @@ def logged_decisions(
     period_start: str | pd.Timestamp,
     objective: ObjectiveConfig | None = None,
     interval_days: int = 7,
+    context: tuple[str, ...] = (),
 ) -> LoggedDecisions:
-    """Assemble validated events and decisions tables (``read_events`` / ``read_decisions``) into arrays."""
+    """Assemble validated events and decisions tables (``read_events`` / ``read_decisions``) into arrays.
+
+    :param context: columns of the decisions table the reward model reads besides the features (checked with
+        ``offerpilot.validation.validate_context``).
+    """
     objective = objective or ObjectiveConfig()
     origin = pd.Timestamp(period_start).normalize()
     decisions = decisions.sort_values(["user_id", "ts"], kind="stable").reset_index(drop=True)
@@ -138,4 +153,6 @@ def logged_decisions(
         trajectory=trajectory,
         step=step,
         n_unattributed_purchases=n_unattributed,
+        context=context_matrix(decisions, list(context)) if context else None,
+        table=decisions,
     )

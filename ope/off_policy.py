@@ -67,6 +67,11 @@ class OPEConfig:
     def __post_init__(self) -> None:
         if self.interval_method not in INTERVAL_METHODS:
             raise InputError(f"interval_method must be one of {INTERVAL_METHODS}, got {self.interval_method!r}")
+        for name, flag, ok, rule in (("n_bootstrap", "--bootstrap", self.n_bootstrap >= 2, ">= 2"), ("alpha", "--alpha", 0 < self.alpha < 1, "in (0, 1)"),
+                                     ("n_folds", "--folds", self.n_folds >= 2, ">= 2"), ("switch_tau", "--switch-tau", self.switch_tau > 0, "> 0"),
+                                     ("shrinkage_lambda", "--dros-lambda", self.shrinkage_lambda >= 0, ">= 0")):
+            if not ok:
+                raise InputError(f"{name} ({flag}) must be {rule}, got {getattr(self, name)!r}")
 
 
 @dataclass(frozen=True)
@@ -120,7 +125,7 @@ def evaluate_off_policy(data: LoggedDecisions, target_probs: np.ndarray, config:
 
     arrays = dict(reward=data.reward, action=data.action, pscore=data.pscore, action_dist=target_probs)
     model = CrossFittedRewardModel(target_probs.shape[1], n_folds=config.n_folds, random_state=config.seed)
-    estimated = model.fit_predict(data.features, data.action, data.reward)
+    estimated = model.fit_predict(data.model_features, data.action, data.reward)
     bandit = (
         DirectMethod(),
         InverseProbabilityWeighting(),
@@ -147,7 +152,7 @@ def evaluate_off_policy(data: LoggedDecisions, target_probs: np.ndarray, config:
         for estimator in (PerDecisionIS(), WeightedPDIS()):
             ci = estimator.estimate_interval(reward, pscore, target_prob, mask, **interval)
             rows.append(EstimateRow(estimator.name, "per customer", ci.mean, ci.low, ci.high))
-        features = data.as_trajectories(data.features)
+        features = data.as_trajectories(data.model_features)
         action = data.as_trajectories(data.action)
         probs = data.as_trajectories(target_probs, fill=1.0 / target_probs.shape[1])
         fqe = FittedQEvaluation(

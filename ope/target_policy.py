@@ -2,8 +2,8 @@
 
 A target is a policy object (a baseline by name, or anything meeting :class:`Policy`) evaluated on
 the features and legal actions rebuilt from the logs (a saved policy likewise, through
-``offerpilot.deployment.target_probs``); or a table giving the probabilities directly (``user_id``, ``ts``, one ``prob_<offer_id>`` column per
-catalog offer).
+``offerpilot.deployment.target_probs``); or a table giving the probabilities directly (one ``prob_<action>`` column
+per action, keyed by decision columns such as ``user_id`` and ``ts``, or a slot).
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ from offerpilot.errors import DataError, InputError, Problem
 from offerpilot.ope.logged_decisions import LoggedDecisions
 from offerpilot.schema import PROB_PREFIX
 from offerpilot.tables import read_table
-
-PROB_TOLERANCE = 1e-6
+from offerpilot.validation import target_rows, unmatched_problem, validate_target_table
 
 
 def policy_probs(policy: Policy, data: LoggedDecisions) -> np.ndarray:
@@ -44,43 +43,30 @@ def at_decision_times(data: LoggedDecisions, encode: Callable[[pd.Timestamp, np.
     return out
 
 
-def table_probs(path: str | Path, data: LoggedDecisions, catalog: OfferCatalog) -> np.ndarray:
+def table_probs(path: str | Path, data: LoggedDecisions, actions: tuple[str, ...]) -> np.ndarray:
     """Read a table of target probabilities and align it with the logged decisions.
 
-    Every decision needs exactly one row (matched on ``user_id`` and ``ts``); probabilities must be in
-    [0, 1], sum to 1, and give no mass to actions the caps or eligibility forbade. Every problem is
-    reported with its row and column.
+    The table has one ``prob_<action>`` column per action and is keyed by its other columns, each a column of the
+    decisions: ``user_id`` and ``ts`` for a policy that decides per customer and time, a slot or position for a
+    context-free policy per slot, none for one distribution everywhere. Every decision needs exactly one row;
+    probabilities must be in [0, 1], sum to 1, and give no mass to actions the caps or eligibility forbade. Every
+    problem is reported with its row and column.
     """
     source = str(path)
-    table = read_table(path)
-    columns = [PROB_PREFIX + o for o in catalog.ids]
-    missing = [c for c in ("user_id", "ts", *columns) if c not in table]
-    if missing:
-        raise DataError([Problem(source, None, c, "missing column") for c in missing])
-    table = table.reset_index(drop=True)
-    problems: list[Problem] = []
-    duplicated = table.duplicated(["user_id", "ts"], keep="first").to_numpy()
-    problems += [Problem(source, int(i) + 1, "ts", "a second row for the same user_id and ts") for i in np.flatnonzero(duplicated)[:20]]
-    probs = table[columns].to_numpy(np.float64)
-    bad_value = ~np.isfinite(probs) | (probs < 0) | (probs > 1)
-    for i, j in zip(*np.nonzero(bad_value)):
-        if len(problems) < 50:
-            problems.append(Problem(source, int(i) + 1, columns[j], f"a probability must be in [0, 1], got {probs[i, j]!r}"))
-    off = np.abs(np.nansum(probs, axis=1) - 1.0) > PROB_TOLERANCE
-    problems += [Problem(source, int(i) + 1, None, f"probabilities sum to {np.nansum(probs[i]):.6f}, not 1") for i in np.flatnonzero(off)[:20]]
+    table = read_table(path).reset_index(drop=True)
+    logged = data.table if data.table is not None else pd.DataFrame({"user_id": data.user_id, "ts": data.ts})
+    problems, keys = validate_target_table(table, source, actions, logged.columns)
     if problems:
         raise DataError(problems)
-
-    keys = pd.DataFrame({"user_id": data.user_id, "ts": data.ts})
-    merged = keys.merge(table[["user_id", "ts", *columns]].assign(_row=np.arange(len(table))), on=["user_id", "ts"], how="left")
-    unmatched = np.flatnonzero(merged["_row"].isna().to_numpy())
-    if unmatched.size:
-        examples = ", ".join(f"{data.user_id[i]} at {pd.Timestamp(data.ts[i])}" for i in unmatched[:3])
-        raise DataError([Problem(source, None, None, f"{unmatched.size} logged decisions have no target row (e.g. {examples})")])
-    aligned = merged[columns].to_numpy(np.float64)
+    columns = [PROB_PREFIX + a for a in actions]
+    if not keys:  # one distribution for every decision
+        return np.repeat(table[columns].to_numpy(np.float64), data.n_decisions, axis=0)
+    rows = target_rows(logged.reset_index(drop=True), table, keys)
+    if (rows < 0).any():
+        raise DataError([unmatched_problem(logged.reset_index(drop=True), rows, keys, source)])
+    aligned = table[columns].to_numpy(np.float64)[rows]
     illegal = (aligned > 0) & ~data.legal
     if illegal.any():
-        rows = merged["_row"].to_numpy(np.int64)
         i, j = next(zip(*np.nonzero(illegal)))
         raise DataError(
             [Problem(source, int(rows[i]) + 1, columns[j], f"{int(illegal.any(axis=1).sum())} rows give probability to offers the caps or eligibility forbid at that decision")]

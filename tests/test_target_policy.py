@@ -57,18 +57,18 @@ def test_a_table_of_probabilities_is_aligned_and_checked(logged, tmp_path):
     shuffled = table.sample(frac=1.0, random_state=0)
     path = tmp_path / "target.csv"
     write_table(shuffled, path)
-    np.testing.assert_allclose(table_probs(path, data, sim.catalog), data.logging_probs, atol=1e-12)
+    np.testing.assert_allclose(table_probs(path, data, sim.catalog.ids), data.logging_probs, atol=1e-12)
 
     broken = shuffled.copy()
     broken.iloc[3, broken.columns.get_loc("prob_none")] = 1.5
     write_table(broken, path)
     with pytest.raises(DataError) as err:
-        table_probs(path, data, sim.catalog)
+        table_probs(path, data, sim.catalog.ids)
     assert any(p.row == 4 and p.field == "prob_none" for p in err.value.problems)
 
     write_table(shuffled.iloc[1:], path)
     with pytest.raises(DataError, match="1 logged decisions have no target row"):
-        table_probs(path, data, sim.catalog)
+        table_probs(path, data, sim.catalog.ids)
 
     illegal = shuffled.copy()
     prob_cols = [c for c in illegal if c.startswith("prob_")]
@@ -76,7 +76,7 @@ def test_a_table_of_probabilities_is_aligned_and_checked(logged, tmp_path):
     illegal["prob_pct20"] = 1.0  # a win-back offer, forbidden to recent buyers and the unsubscribed
     write_table(illegal, path)
     with pytest.raises(DataError, match="forbid"):
-        table_probs(path, data, sim.catalog)
+        table_probs(path, data, sim.catalog.ids)
 
 
 TINY = small_training(total_timesteps=512, eval_every=0, checkpoint_every=500_000)

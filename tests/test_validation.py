@@ -10,8 +10,8 @@ import pytest
 
 from offerpilot.catalog import default_catalog, parse_catalog
 from offerpilot.errors import Problem
+from offerpilot.file_checks import validate_paths
 from offerpilot.schema import EVENT_KINDS
-from offerpilot.tables import validate_paths
 from offerpilot.validation import MAX_ROWS_PER_CHECK, validate_decisions, validate_events
 
 IDS = default_catalog().ids  # none, pct5, pct10, pct20, free_shipping, points, content

@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from offerpilot.app.commands.options import read_catalog, timestamp
+from offerpilot.app.commands.options import add_outcome_log_arguments, outcome_log, read_catalog, timestamp
 from offerpilot.atomic import write_text_atomic
 from offerpilot.errors import InputError
 
@@ -36,10 +36,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     sim.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     sim.set_defaults(run=run_simulate)
 
-    val = sub.add_parser("validate", help="check events/decisions files against the data contract",
-                         description="Report every problem with its file, row and column; exit 1 if any is found.")
-    val.add_argument("paths", nargs="+", type=Path, help="events and/or decisions files (.parquet or .csv)")
+    val = sub.add_parser("validate", help="check every file offerpilot reads: events, decisions, outcome logs, target tables",
+                         description="Report every problem with its file, row and column; exit 1 if any is found. Files are told apart "
+                         "by their columns: events, decisions (or, with --outcome, outcome logs) and target-policy tables (prob_<action> "
+                         "columns, as 'offerpilot ope --policy' reads them), which are checked against the decisions given with them.")
+    val.add_argument("paths", nargs="+", type=Path, help="events, decisions and target-policy files (.parquet or .csv)")
     val.add_argument("--catalog", type=Path, default=None, help="offer catalog YAML the offer ids must come from")
+    add_outcome_log_arguments(val)
     val.set_defaults(run=run_validate)
 
     cal = sub.add_parser("calibrate", help="fit the population's purchase, dropout and spend model to a purchase log",
@@ -107,10 +110,12 @@ def run_simulate(args: argparse.Namespace) -> int:
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    from offerpilot.tables import validate_paths
+    from offerpilot.file_checks import validate_paths
 
+    if args.outcome is not None and args.catalog is not None:
+        raise InputError("an outcome log needs no --catalog: its actions are the ids in --action-column and the target table's prob_<action> columns")
     catalog = read_catalog(args.catalog)
-    report = validate_paths(args.paths, catalog)
+    report = validate_paths(args.paths, catalog, outcome_log(args) if args.outcome is not None else None)
     n_problems = 0
     for path, problems in report.items():
         if problems:
