@@ -133,6 +133,31 @@ def test_ope_on_policy_target_recovers_what_was_logged(simulated, tmp_path):
     assert "dm, switch-dr and dr-os keep the reward model fitted once" in result.stdout  # whose intervals to trust
 
 
+def test_ope_reward_margin_rate_and_context_of_an_events_log(simulated, tmp_path):
+    """--reward margin pays the window's margin itself; --margin-rate enters it linearly (the list value times the rate);
+    --context columns of the decisions reach the reward model (DM moves), not the importance weights (IPS stays)."""
+    def ope(*flags: str) -> dict[str, float]:
+        out = tmp_path / "_".join(["ope", *(f.strip("-") for f in flags)])
+        assert main(["ope", "--logs", str(simulated), "--policy", "uniform", "--bootstrap", "10", "--no-sequential", *flags, "--out", str(out)]) == 0
+        report = json.loads((out / "ope.json").read_text())
+        return {"logged": report["logged_per_decision"], **{e["estimator"]: e["value"] for e in report["estimates"]}}
+
+    rates = [ope("--reward", "margin", "--margin-rate", r)["logged"] for r in ("0", "0.35", "0.7")]
+    assert rates[2] - rates[1] == pytest.approx(rates[1] - rates[0], rel=1e-9) and rates[2] > rates[1] > rates[0]
+    assert ope("--reward", "objective")["logged"] != pytest.approx(rates[1], rel=1e-3)
+    plain, with_context = ope(), ope("--context", "policy_id", "propensity")
+    assert with_context["ips"] == plain["ips"] and with_context["dm"] != plain["dm"]
+
+
+def test_ope_refuses_bad_estimator_flags_before_reading_the_logs(tmp_path, capsys):
+    """Each estimator flag out of range is an error naming it (exit 2), even with logs that do not exist."""
+    for flags, message in ((["--alpha", "1.5"], "alpha (--alpha) must be in (0, 1), got 1.5"), (["--switch-tau", "0"], "switch_tau (--switch-tau) must be > 0"),
+                           (["--folds", "1"], "n_folds (--folds) must be >= 2"), (["--dros-lambda", "-1"], "shrinkage_lambda (--dros-lambda) must be >= 0"),
+                           (["--digits", "30"], "--digits must be in [1, 17]"), (["--margin-rate", "2"], "gross_margin_rate (--margin-rate) must be in [0, 1]")):
+        assert main(["ope", "--logs", str(tmp_path / "nowhere"), "--policy", "no_offer", *flags]) == 2
+        assert message in capsys.readouterr().err, flags
+
+
 def test_ope_refuses_bad_logs(simulated, tmp_path):
     """Zero propensities, decisions for unknown users and unknown policies: named errors, non-zero exit."""
     decisions = read_table(simulated / "decisions.parquet")
