@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 
 from offerpilot.app.cli import main
+from offerpilot.deployment.evaluate_logs import evaluate_outcome_log
 from offerpilot.ope.off_policy import OPEConfig
 from offerpilot.ope.outcome_decisions import action_set, outcome_decisions
 from offerpilot.outcome_log import OutcomeLog, read_outcome_log
-from offerpilot.deployment.evaluate_logs import evaluate_outcome_log
 
 _spec = importlib.util.spec_from_file_location("obd_ope", Path(__file__).resolve().parents[1] / "scripts" / "obd_ope.py")
 obd_ope = importlib.util.module_from_spec(_spec)
