@@ -5,11 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from offerpilot.app.commands.options import add_outcome_log_arguments, outcome_log, read_catalog, timestamp
 from offerpilot.atomic import atomic_directory
 from offerpilot.envs.objective import DEFAULT_LAM, GROSS_MARGIN_RATE
 from offerpilot.errors import InputError
+
+if TYPE_CHECKING:
+    from offerpilot.envs.objective import ObjectiveConfig
+    from offerpilot.ope.logged_decisions import LoggedDecisions
+    from offerpilot.ope.off_policy import OPEConfig, OPEReport
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -96,7 +102,7 @@ def run_ope(args: argparse.Namespace) -> int:
     return 0
 
 
-def _events_log_ope(args: argparse.Namespace, objective: object, config: object) -> tuple:
+def _events_log_ope(args: argparse.Namespace, objective: ObjectiveConfig, config: OPEConfig) -> tuple[LoggedDecisions, OPEReport]:
     """An events-and-decisions log: the reward is the margin of each decision's window."""
     from offerpilot.deployment.evaluate_logs import evaluate_logs
     from offerpilot.errors import DataError
@@ -108,7 +114,7 @@ def _events_log_ope(args: argparse.Namespace, objective: object, config: object)
     events_path, decisions_path = log_paths(args)
     catalog = read_catalog(args.catalog)
     events, decisions = read_logs(events_path, decisions_path, catalog)
-    context = context_columns(args, decisions.columns)
+    context = context_columns(args, [str(c) for c in decisions.columns])
     problems = validate_context(decisions, str(decisions_path), context)
     if problems:
         raise DataError(problems)
@@ -116,7 +122,7 @@ def _events_log_ope(args: argparse.Namespace, objective: object, config: object)
                          reward=args.reward, context=tuple(context))
 
 
-def _outcome_log_ope(args: argparse.Namespace, config: object) -> tuple:
+def _outcome_log_ope(args: argparse.Namespace, config: OPEConfig) -> tuple[LoggedDecisions, OPEReport]:
     """A decisions table with an outcome column: no events, no catalog; the actions are those it and the target name."""
     from offerpilot.deployment.evaluate_logs import evaluate_outcome_log
     from offerpilot.ope.outcome_decisions import action_set
@@ -136,7 +142,7 @@ def _outcome_log_ope(args: argparse.Namespace, config: object) -> tuple:
     return evaluate_outcome_log(table, log, action_set(table[log.action], named), args.policy, config)
 
 
-def context_columns(args: argparse.Namespace, columns: object) -> list[str]:
+def context_columns(args: argparse.Namespace, columns: list[str]) -> list[str]:
     """The events log's context columns: --context, then those starting with --context-prefix."""
     prefixed = [str(c) for c in columns if args.context_prefix and str(c).startswith(args.context_prefix)]
     return list(dict.fromkeys([*args.context, *prefixed]))
