@@ -20,24 +20,6 @@ OPE_TRUTH_SEED = 1_000_003
 trains no policy, so no validation customer of a training run is drawn there."""
 
 
-LOGS_SEED_OFFSET = 3_000_017
-"""Customers of the demo's simulated logs (demo seed ``s``: ``s + LOGS_SEED_OFFSET``), so that the logged customers are
-not the first customers that the demo's PPO run (seed ``s``) trains on."""
-TRUTH_SEED_OFFSET = 4_000_037
-"""Customers of the demo's simulated per-decision truth (demo seed ``s``: ``s + TRUTH_SEED_OFFSET``), apart from the
-held-out cohort that the comparison table is computed on."""
-
-
 def validation_seed(training_seed: int) -> int:
     """The seed of the validation customers of the training run seeded ``training_seed``."""
     return training_seed + VALIDATION_SEED_OFFSET
-
-
-def logs_seed(demo_seed: int) -> int:
-    """The seed of the simulated logs of the demo seeded ``demo_seed``."""
-    return demo_seed + LOGS_SEED_OFFSET
-
-
-def truth_seed(demo_seed: int) -> int:
-    """The seed of the simulated off-policy truth of the demo seeded ``demo_seed``."""
-    return demo_seed + TRUTH_SEED_OFFSET

@@ -41,7 +41,7 @@ from offerpilot.envs.policy import UniformRandomPolicy
 from offerpilot.evaluation.comparison import Comparison, arena_for, compare, load_run, tuned_baselines
 from offerpilot.ope.off_policy import OPEConfig
 from offerpilot.ope.truth import per_decision_value
-from offerpilot.seeds import HELD_OUT_SEED, logs_seed, truth_seed
+from offerpilot.seeds import HELD_OUT_SEED
 from offerpilot.tables import read_decisions, read_events, write_table
 
 SUMMARY = "summary.json"
@@ -150,7 +150,7 @@ def run_demo(config: DemoConfig, out: str | Path, progress: bool = True) -> Demo
     horizon = arena.config.objective.horizon_days
 
     with steps(f"simulating the logs: {config.customers:,} customers, one year of weekly decisions under uniformly random offers"):
-        logs = simulate_logs(arena.raw, UniformRandomPolicy(), config.customers, seed=logs_seed(config.seed), start=START, progress=progress)
+        logs = simulate_logs(arena.raw, UniformRandomPolicy(), config.customers, seed=config.seed, start=START, progress=progress)
         for name, frame in (("events", logs.events), ("decisions", logs.decisions), ("customers", logs.customers)):
             write_table(frame, out / "logs" / f"{name}.parquet")
         # From here on the logs are read back through the data contract, as a user's would be.
@@ -185,7 +185,7 @@ def run_demo(config: DemoConfig, out: str | Path, progress: bool = True) -> Demo
         _, ope = evaluate_logs(events, decisions, catalog, out / "runs" / "ppo", arena.config.objective,
                                OPEConfig(n_bootstrap=config.bootstrap, sequential=False, seed=config.seed), START)
         ppo = next(c for c in contenders if c.name == "ppo")
-        truth = per_decision_value(arena.raw, UniformRandomPolicy(), ppo.policy, config.truth_customers, truth_seed(config.seed),
+        truth = per_decision_value(arena.raw, UniformRandomPolicy(), ppo.policy, config.truth_customers, HELD_OUT_SEED + config.seed,
                                    encoder=arena.observer(encoder_dir), progress=progress)
 
     with steps("exporting the trained policy"):
