@@ -296,3 +296,22 @@ def test_rating_must_be_whole_stars_from_1_to_5(tmp_path):
     )
     problems = validate_paths([path])[str(path)]
     assert [(p.row, p.field) for p in problems] == [(2, "rating"), (3, "rating")]
+
+
+def test_a_target_table_is_recognised_and_checked_against_the_decisions(tmp_path: Path) -> None:
+    """prob_ columns without propensity or policy_id make a target table: a clean one passes beside its events and
+    decisions; one missing a decision, or keyed by a column the decisions lack, is named."""
+    events = write(tmp_path, "events.csv", EVENTS_HEAD + CLEAN_EVENTS)
+    decisions = write(tmp_path, "decisions.csv", DECISIONS_HEAD + CLEAN_DECISIONS)
+    uniform = ",".join(["0.125"] * 4 + ["0.25"] + ["0.125"] * 2)
+    head = "user_id,ts," + ",".join(f"prob_{i}" for i in IDS) + "\n"
+    rows = [f"{line.split(',')[0]},{line.split(',')[1]},{uniform}\n" for line in CLEAN_DECISIONS.splitlines()]
+    target = write(tmp_path, "target.csv", head + "".join(rows))
+    assert validate_paths([events, decisions, target]) == {str(events): [], str(decisions): [], str(target): []}
+    short = write(tmp_path, "short.csv", head + "".join(rows[:2]))
+    (problem,) = validate_paths([events, decisions, short])[str(short)]
+    assert problem.message == "1 logged decisions have no target row (e.g. user_id u2, ts 2024-01-02 00:00:00)"
+    keyed = write(tmp_path, "keyed.csv", "segment," + ",".join(f"prob_{i}" for i in IDS) + "\nvip," + uniform + "\n")
+    (problem,) = validate_paths([decisions, keyed])[str(keyed)]
+    assert problem.field == "segment" and problem.message.startswith("neither a prob_<action> column nor a column of the decisions")
+    assert validate_paths([keyed]) == {str(keyed): []}  # alone, only its own columns and probabilities are checked
