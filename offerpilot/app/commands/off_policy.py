@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ope.add_argument("--decisions", type=Path, help="decisions file (instead of --logs)")
     ope.add_argument("--policy", required=True, help="target policy: a baseline (no_offer, uniform, recency_rule, "
                      "epsilon_greedy), an exported bundle ('offerpilot export'), a trained run or policy folder ('offerpilot train'), "
-                     "or a table with user_id, ts and prob_<offer_id> for every decision")
+                     "or a table of prob_<action> columns keyed by decision columns (user_id and ts; a slot; or none: one distribution for all)")
     ope.add_argument("--catalog", type=Path, default=None, help="offer catalog YAML (default: the built-in catalog)")
     ope.add_argument("--period-start", type=timestamp, default=None, help="day 0 of the decision period (default: the first decision's day)")
     reward = ope.add_argument_group("reward of an events log", "what a decision earned: the margin of the purchases in its window")
