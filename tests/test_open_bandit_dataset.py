@@ -122,3 +122,13 @@ def test_an_outcome_log_refuses_what_does_not_belong_to_it(obd, capsys):
     assert "an outcome log needs no --catalog" in capsys.readouterr().err
     assert main([*base, "--policy", "uniform"]) == 2
     assert "an outcome log is evaluated against a target table" in capsys.readouterr().err
+
+
+def test_a_column_has_one_role():
+    """Naming one column as two roles, or an empty context prefix, is refused with the column named."""
+    from offerpilot.errors import InputError
+
+    with pytest.raises(InputError, match=r"\['click'\] named more than once"):
+        OutcomeLog(outcome="click", action="item_id", propensity="propensity_score", context=("click",))
+    with pytest.raises(InputError, match="--context-prefix must not be empty"):
+        OutcomeLog(outcome="click", context_prefix="")
