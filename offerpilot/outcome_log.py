@@ -49,8 +49,7 @@ class OutcomeLog:
     def context_columns(self, columns: pd.Index) -> list[str]:
         """The context columns of a table with ``columns``: the named ones, then the prefix's in file order, then the slot."""
         own = {self.outcome, self.action, self.propensity, self.slot}
-        prefixed = [str(c) for c in columns if self.context_prefix and str(c).startswith(self.context_prefix) and str(c) not in own]
-        out = list(dict.fromkeys([*self.context, *prefixed]))
+        out = context_columns(columns, self.context, self.context_prefix, exclude=own)
         return out + ([self.slot] if self.slot else [])
 
     def specs(self, columns: pd.Index) -> tuple[Column, ...]:
@@ -63,6 +62,13 @@ class OutcomeLog:
         specs += [Column(name, kind, False, False, "") for name, kind in (("user_id", "string"), ("ts", "timestamp")) if name in columns]
         specs += [prob_spec(str(c)) for c in columns if str(c).startswith(PROB_PREFIX)]
         return tuple(specs)
+
+
+def context_columns(columns: object, named: tuple[str, ...], prefix: str | None, exclude: set[str | None] = frozenset()) -> list[str]:
+    """Context columns of a table with ``columns``: the ``named`` ones, then those starting with ``prefix`` (in file
+    order, leaving out ``exclude``), each once."""
+    prefixed = [str(c) for c in columns if prefix and str(c).startswith(prefix) and str(c) not in exclude]
+    return list(dict.fromkeys([*named, *prefixed]))
 
 
 def validate_outcome_log(df: pd.DataFrame, source: str, log: OutcomeLog, actions: tuple[str, ...] | None = None) -> list[Problem]:

@@ -106,6 +106,7 @@ def _events_log_ope(args: argparse.Namespace, objective: ObjectiveConfig, config
     """An events-and-decisions log: the reward is the margin of each decision's window."""
     from offerpilot.deployment.evaluate_logs import evaluate_logs
     from offerpilot.errors import DataError
+    from offerpilot.outcome_log import context_columns
     from offerpilot.tables import read_logs
     from offerpilot.validation import validate_context
 
@@ -114,7 +115,7 @@ def _events_log_ope(args: argparse.Namespace, objective: ObjectiveConfig, config
     events_path, decisions_path = log_paths(args)
     catalog = read_catalog(args.catalog)
     events, decisions = read_logs(events_path, decisions_path, catalog)
-    context = context_columns(args, [str(c) for c in decisions.columns])
+    context = context_columns(decisions.columns, tuple(args.context), args.context_prefix)
     problems = validate_context(decisions, str(decisions_path), context)
     if problems:
         raise DataError(problems)
@@ -140,12 +141,6 @@ def _outcome_log_ope(args: argparse.Namespace, config: OPEConfig) -> tuple[Logge
     table = read_outcome_log(args.decisions, log)
     named = [str(c)[len(PROB_PREFIX):] for c in read_table(args.policy).columns if str(c).startswith(PROB_PREFIX)] if Path(args.policy).is_file() else []
     return evaluate_outcome_log(table, log, action_set(table[log.action], named), args.policy, config)
-
-
-def context_columns(args: argparse.Namespace, columns: list[str]) -> list[str]:
-    """The events log's context columns: --context, then those starting with --context-prefix."""
-    prefixed = [str(c) for c in columns if args.context_prefix and str(c).startswith(args.context_prefix)]
-    return list(dict.fromkeys([*args.context, *prefixed]))
 
 
 def check_own_folder(folder: Path, outputs: tuple[str, ...], flag: str) -> None:
